@@ -1,0 +1,1 @@
+"""One module per subcommand; see waluigi_desk/cli.py."""

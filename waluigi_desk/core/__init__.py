@@ -1,0 +1,1 @@
+"""Everything below here is free of Qt and testable with no display."""
