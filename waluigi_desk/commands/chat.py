@@ -14,6 +14,7 @@ import threading
 
 from waluigi_desk.commands.common import load_engine, make_settings, open_app_store
 from waluigi_desk.core.chat import ChatSession
+from waluigi_desk.errors import KnownError
 
 NAME = "chat"
 HELP = "chat in the terminal (same model, store and detectors as the window)"
@@ -93,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
         generating.set()
         try:
             turn = session.send(cid, text, lambda p: (sys.stdout.write(p), sys.stdout.flush()), cancel)
+        except KnownError as exc:  # e.g. the disk is full: say so and keep the chat going
+            print(f"error: {exc.message}", file=sys.stderr, flush=True)
+            continue
         finally:
             generating.clear()
         sys.stdout.write("\n")

@@ -93,10 +93,30 @@ def build_context(
             start += 1
     chat = as_chat(groups[start:])
     tokens = count_prompt(chat)
-    while tokens > budget and start < len(groups) - 1:
-        start += 1
-        chat = as_chat(groups[start:])
-        tokens = count_prompt(chat)
+    if tokens > budget and start < len(groups) - 1:
+        # the estimate was short: find the first start that fits with few exact counts
+        # (gallop, then bisect; the exact count only falls as start grows)
+        last = len(groups) - 1
+        lo, step, hi = start, 1, min(start + 1, last)  # count(lo) > budget
+        fits: dict[int, tuple[list[ChatMessage], int]] = {}
+        while True:
+            c = as_chat(groups[hi:])
+            t = count_prompt(c)
+            if t <= budget or hi == last:
+                fits[hi] = (c, t)
+                break
+            lo, step = hi, step * 2
+            hi = min(hi + step, last)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            c = as_chat(groups[mid:])
+            t = count_prompt(c)
+            if t <= budget:
+                hi, fits[mid] = mid, (c, t)
+            else:
+                lo = mid
+        start = hi
+        chat, tokens = fits[hi]
     if tokens > budget:
         last = groups[-1][0].content if groups else ""
         sys_t = count_prompt(system) if system else 0

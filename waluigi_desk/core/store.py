@@ -54,6 +54,16 @@ def now() -> float:
     return time.time()
 
 
+def safe_text(text: str) -> str:
+    """``text`` as SQLite can store it: lone surrogates (e.g. undecodable terminal bytes read
+    with surrogateescape) become U+FFFD instead of failing the write; valid text is unchanged."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 # ---------------------------------------------------------------------------------------------
 # migrations: append only, never edit one that has shipped
 # ---------------------------------------------------------------------------------------------
@@ -231,10 +241,17 @@ class Store:
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
         self._local = threading.local()
+        self._checked = False  # no write (not even WAL mode) before the file is known to be ours
         self._check_file()
         db = self.db  # opens on this thread
-        self._check_owner(db)
-        self._migrate(db)
+        try:
+            self._check_owner(db)
+            self._checked = True
+            self._setup_connection(db)
+            self._migrate(db)
+        except BaseException:
+            self.close()  # so a refused file can be moved aside (Windows keeps open files locked)
+            raise
 
     # -- connections --------------------------------------------------------------------------
     @property
@@ -245,19 +262,25 @@ class Store:
                 conn = sqlite3.connect(str(self.path), timeout=10.0)
                 conn.execute("PRAGMA foreign_keys=ON")
                 db = sqlite_utils.Database(conn)
-                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-                if mode != "wal":
-                    try:
-                        db.enable_wal()
-                    except sqlite3.OperationalError:
-                        pass  # read-only media: carry on in the mode we have
-                conn.execute("PRAGMA synchronous=FULL")
+                if self._checked:
+                    self._setup_connection(db)
             except sqlite3.DatabaseError as exc:
                 raise CorruptStoreError(
                     f"{self.path} is not a readable Waluigi Desk database ({exc})."
                 ) from exc
             self._local.db = db
         return db
+
+    @staticmethod
+    def _setup_connection(db: sqlite_utils.Database) -> None:
+        conn = db.conn
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        if mode != "wal":
+            try:
+                db.enable_wal()
+            except sqlite3.OperationalError:
+                pass  # read-only media: carry on in the mode we have
+        conn.execute("PRAGMA synchronous=FULL")
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
@@ -296,10 +319,11 @@ class Store:
             )
         if ok != "ok":
             raise CorruptStoreError(f"{self.path} is damaged ({ok}).")
-        if version > SCHEMA_VERSION_KNOWN:
+        known = len(MIGRATIONS)
+        if version > known:
             raise NewerSchemaError(
                 f"{self.path} was written by a newer version of Waluigi Desk (schema {version}, "
-                f"this version knows {SCHEMA_VERSION_KNOWN}). Update the app; the file was not changed."
+                f"this version knows {known}). Update the app; the file was not changed."
             )
 
     def _migrate(self, db: sqlite_utils.Database) -> None:
@@ -328,6 +352,11 @@ class Store:
         db = self.db
         try:
             with db.conn:
+                # take the write lock first: with several threads writing (engine, detectors, the
+                # window's DB worker) a deferred transaction that read first fails at once with
+                # "database is locked" (WAL snapshot), and two next-position reads could race
+                if not db.conn.in_transaction:
+                    db.conn.execute("BEGIN IMMEDIATE")
                 return fn(db)
         except (sqlite3.OperationalError, sqlite3.DatabaseError, OSError) as exc:
             raise storage_error_from_os(exc, what) from exc
@@ -389,7 +418,7 @@ class Store:
         self._write("the conversation", lambda db: db["conversations"].update(conversation_id, fields))
 
     def rename_conversation(self, conversation_id: int, title: str) -> None:
-        self.update_conversation(conversation_id, title=title.strip() or "Untitled")
+        self.update_conversation(conversation_id, title=safe_text(title.strip()) or "Untitled")
 
     def delete_conversation(self, conversation_id: int) -> None:
         """Soft delete: hidden from the list, restorable with :meth:`restore_conversation`."""
@@ -428,6 +457,7 @@ class Store:
     ) -> int:
         if role not in ("system", "user", "assistant"):
             raise ValueError(f"bad role {role!r}")
+        content = safe_text(content)
         t = now() if created_at is None else created_at
 
         def w(db: sqlite_utils.Database) -> int:
@@ -457,7 +487,7 @@ class Store:
         self._write(
             "the reply",
             lambda db: db.execute(
-                "update messages set content = ?, tokens = ? where id = ?", [content, tokens, message_id]
+                "update messages set content = ?, tokens = ? where id = ?", [safe_text(content), tokens, message_id]
             ),
         )
 
@@ -475,7 +505,7 @@ class Store:
             m = json.loads(old.get("meta") or "{}")
             m.update(meta or {})
             db["messages"].update(
-                message_id, {"content": content, "status": status, "tokens": tokens, "meta": json.dumps(m)}
+                message_id, {"content": safe_text(content), "status": status, "tokens": tokens, "meta": json.dumps(m)}
             )
             db.execute("update conversations set updated_at = ? where id = ?", [now(), old["conversation_id"]])
 

@@ -213,7 +213,15 @@ class LlamaEngine:
 
     # -- tokens -------------------------------------------------------------------------------
     def format_prompt(self, messages: Sequence[ChatMessage]) -> str:
-        return self._formatter(messages=[dict(m) for m in messages]).prompt
+        if self._formatter is None:
+            raise EngineError("The model is not loaded yet.")
+        try:
+            return self._formatter(messages=[dict(m) for m in messages]).prompt
+        except Exception as exc:  # jinja2 SecurityError / TemplateError on a path the load check missed
+            raise ModelError(
+                f"{os.path.basename(self.model.path)} has a chat template that failed on this "
+                f"conversation ({type(exc).__name__}: {str(exc)[:200]})."
+            ) from exc
 
     def tokenize_prompt(self, messages: Sequence[ChatMessage]) -> list[int]:
         prompt = self.format_prompt(messages)
