@@ -1,0 +1,66 @@
+"""``waluigi-desk fit``: rebuild what the detectors learn (axis heads on the banks; calibrations,
+thresholds and the combined rule on the ``fit`` split of the dev data). See
+``waluigi_desk/core/detectors/fit.py`` and docs/detectors.md."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from waluigi_desk.commands.common import print_json
+from waluigi_desk.paths import REPO_ROOT
+
+NAME = "fit"
+HELP = "fit the detectors: axis heads on the banks, thresholds + combined rule on the dev fit split"
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--head", action="store_true", help="also retrain the axis heads on the banks first")
+    p.add_argument("--head-only", action="store_true", help="only retrain the axis heads")
+    p.add_argument("--replies", default=str(REPO_ROOT / "data/dev/replies.jsonl"), metavar="FILE",
+                   help="labelled replies (default: data/dev/replies.jsonl)")
+    p.add_argument("--conversations", default=str(REPO_ROOT / "data/dev/conversations.jsonl"), metavar="FILE",
+                   help="labelled conversations (default: data/dev/conversations.jsonl)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from waluigi_desk.core.detectors import axis, banks
+    from waluigi_desk.core.detectors.evaluate import load_dataset
+    from waluigi_desk.core.detectors.fit import fit_all, write_fitted
+    from waluigi_desk.core.detectors.service import DetectorService
+    from waluigi_desk.errors import KnownError
+
+    report: dict = {}
+    svc = DetectorService()
+    if args.head or args.head_only:
+        banks.clear()
+        report["head"] = axis.fit_head(svc.embedder)
+        svc = DetectorService()
+        if args.head_only:
+            print_json(report) if args.json else print(f"axis heads written: {report['head']}")
+            return 0
+    replies = load_dataset(args.replies)
+    if replies.kind != "replies":
+        raise KnownError(f"{args.replies} holds conversations, not replies.")
+    convs = load_dataset(args.conversations) if Path(args.conversations).exists() else None
+    for e in replies.errors + (convs.errors if convs else []):
+        print(f"warning: skipped {e}", file=sys.stderr)
+    svc.load()
+    params = fit_all(svc, replies, convs, log=(lambda s: None) if args.json else
+                     (lambda s: print(s, file=sys.stderr)))
+    report["fitted"] = params
+    report["path"] = write_fitted(params)
+    if args.json:
+        print_json(report)
+    else:
+        for n, d in params["detectors"].items():
+            print(f"{n:10s} threshold {d['threshold']:.3f}  fit AUROC {d['fit_auroc']:.3f}  "
+                  f"recall {d['fit_recall']:.2f} at FPR {d['fit_fpr']:.2f}")
+        c = params["combined"]
+        print(f"{'combined':10s} threshold {c['threshold']:.3f}  fit AUROC {c['fit_auroc']:.3f}  "
+              f"recall {c['fit_recall']:.2f} at FPR {c['fit_fpr']:.2f}  weights {c['weights']}")
+        print(f"written to {report['path']}")
+    return 0

@@ -1,0 +1,284 @@
+"""The detector service: what the window, the terminal chat, ``scan`` and ``eval`` call.
+
+``score_reply`` scores a stored assistant reply with its context and writes one
+``detector_events`` row per enabled detector plus one ``combined`` row; ``check_user_message``
+runs the trigger detector on a stored user message (an event when it fires, and the next reply
+in that conversation is checked more strictly); ``score_text`` scores free text with no writes.
+
+The combined verdict (what the app acts on) is a logistic combination of the enabled reply
+detectors' calibrated logits, fitted on the dev data's fit split (``waluigi-desk fit``). A
+disabled detector's term is dropped. Before any fit it falls back to the calibrated max. The
+drift detector (which needs earlier replies, so it cannot be fitted on single replies) can flag
+on its own: when it flags, the combined verdict flags too.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any, Callable, Sequence
+
+from waluigi_desk.core.detectors import registry
+from waluigi_desk.core.detectors.base import (
+    STRICT_FACTOR,
+    CombinedVerdict,
+    Context,
+    Verdict,
+    fitted,
+    sigmoid,
+)
+from waluigi_desk.core.detectors.embedder import Embedder, clean_text, has_words
+
+MAX_CHARS = 200_000  # longer replies are scored on their first and last 100,000 characters
+
+
+def not_scored_reason(text: str) -> str | None:
+    if text is None or not text.strip():
+        return "empty reply"
+    if not has_words(text):
+        return "no words to score (only symbols or emoji)"
+    return None
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+class DetectorService:
+    def __init__(self, store: Any = None, settings: Any = None):
+        self.store = store
+        self.settings = settings
+        self.embedder = Embedder(store)
+        self.detectors = registry.create_all(settings)
+        self._by_name = {d.name: d for d in self.detectors}
+        self._strict: set[int] = set()
+        self._lock = threading.Lock()
+        self._loaded = threading.Event()
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "DetectorService":
+        return cls(getattr(settings, "store", None), settings)
+
+    # -- loading ------------------------------------------------------------------------------
+    def load(self) -> None:
+        """Load the embedding model, embed the banks, read the head (slow: call in a worker)."""
+        from waluigi_desk.core.detectors.banks import bank_matrix, trigger_matrices
+
+        self.embedder.load()
+        bank_matrix(self.embedder)
+        trigger_matrices(self.embedder)
+        for d in self.detectors:
+            d.load()
+        self._loaded.set()
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded.is_set()
+
+    def detector(self, name: str):
+        return self._by_name[name]
+
+    def combined_threshold(self) -> float:
+        name = f"detector.{registry.COMBINED}.threshold"
+        if self.settings is not None:
+            return float(self.settings.get(name))
+        from waluigi_desk.core.settings import SCHEMA
+
+        return float(SCHEMA[name].default)
+
+    # -- scoring ------------------------------------------------------------------------------
+    def score_text(self, reply: str, prompt: str = "", history: Sequence[str] = (), *,
+                   strict: bool = False, only: Sequence[str] | None = None) -> CombinedVerdict:
+        """Score ``reply`` (the answer to ``prompt``, after the assistant's earlier replies
+        ``history``) with the enabled reply detectors (or exactly those named in ``only``)."""
+        text = clean_text(reply or "")
+        reason = not_scored_reason(text)
+        if reason:
+            v = CombinedVerdict(registry.COMBINED, 0.0, False, None, {"not_scored": reason},
+                                None, 0.0, False, reason)
+            return v
+        truncated = len(text) > MAX_CHARS
+        if truncated:
+            text = text[: MAX_CHARS // 2] + "\n" + text[-MAX_CHARS // 2 :]
+        ctx = Context(prompt=clean_text(prompt or ""), history=[clean_text(h) for h in history if h],
+                      strict=strict, embedder=self.embedder)
+        verdicts: list[Verdict] = []
+        for d in self.detectors:
+            if d.applies_to != "reply":
+                continue
+            if only is not None:
+                if d.name not in only:
+                    continue
+            elif not d.enabled:
+                continue
+            verdicts.append(d.score(text, ctx))
+        out = self.combine(verdicts, strict=strict)
+        if truncated:
+            out.evidence["truncated"] = True
+        return out
+
+    def combine(self, verdicts: list[Verdict], *, strict: bool = False) -> CombinedVerdict:
+        scored = [v for v in verdicts if v.scored]
+        thr = self.combined_threshold() * (STRICT_FACTOR if strict else 1.0)
+        if not scored:
+            reason = "no enabled detector could score this reply"
+            return CombinedVerdict(registry.COMBINED, 0.0, False, None, {"not_scored": reason}, None,
+                                   0.0, False, reason, per_detector=verdicts)
+        rule = fitted().get("combined", {})
+        weights: dict[str, float] = rule.get("weights", {})
+        static = [v for v in scored if v.detector in weights]
+        if static:
+            z = rule.get("bias", 0.0) + sum(weights[v.detector] * _logit(v.score) for v in static)
+            contrib = {v.detector: weights[v.detector] * _logit(v.score) for v in static}
+            score = sigmoid(z)
+        else:  # no fitted rule for these detectors: the calibrated max
+            score = max(v.score for v in scored)
+            contrib = {v.detector: v.score for v in scored}
+        flagged = score >= thr
+        # a flagged detector outside the fitted rule (drift) can flag on its own
+        for v in scored:
+            if v.detector not in weights and v.flagged and v.detector == "drift":
+                flagged = True
+                score = max(score, v.score)
+                contrib[v.detector] = float("inf")
+        lead = max(scored, key=lambda v: (contrib.get(v.detector, -1e9), v.score))
+        cat_src = lead if lead.category else next(
+            (v for v in sorted(scored, key=lambda v: -contrib.get(v.detector, -1e9)) if v.category), lead)
+        evidence: dict[str, Any] = {"detector": lead.detector, "sentence": lead.evidence.get("sentence")}
+        ex = lead.evidence.get("exemplar") or next(
+            (v.evidence["exemplar"] for v in sorted(scored, key=lambda v: -contrib.get(v.detector, -1e9))
+             if v.evidence.get("exemplar")), None)
+        if ex:
+            evidence["exemplar"] = ex
+        if strict:
+            evidence["strict"] = True
+        return CombinedVerdict(registry.COMBINED, float(score), bool(flagged), cat_src.category, evidence,
+                               round(thr, 4), float(_logit(score)), True, None, per_detector=verdicts)
+
+    def check_text(self, message: str) -> Verdict | None:
+        """The trigger detector on a user message (None when disabled or nothing to score)."""
+        d = self._by_name.get("trigger")
+        if d is None or not d.enabled:
+            return None
+        text = clean_text(message or "")
+        if not_scored_reason(text):
+            return None
+        return d.score(text[:MAX_CHARS], Context(embedder=self.embedder))
+
+    # -- stored messages ------------------------------------------------------------------------
+    def _context_for(self, conversation_id: int, message_id: int):
+        msgs = self.store.messages(conversation_id)
+        idx = next((i for i, m in enumerate(msgs) if m.id == message_id), None)
+        if idx is None:
+            from waluigi_desk.errors import KnownError
+
+            raise KnownError(f"Message {message_id} is not in conversation {conversation_id}.")
+        before = msgs[:idx]
+        prompt = next((m.content for m in reversed(before) if m.role == "user"), "")
+        history = [m.content for m in before if m.role == "assistant" and m.in_context and m.content]
+        return msgs[idx], prompt, history
+
+    def score_reply(self, conversation_id: int, message_id: int) -> CombinedVerdict:
+        msg, prompt, history = self._context_for(conversation_id, message_id)
+        with self._lock:
+            strict = conversation_id in self._strict
+            self._strict.discard(conversation_id)
+        v = self.score_text(msg.content, prompt, history, strict=strict)
+        for d in v.per_detector:
+            self.store.add_detector_event(conversation_id, message_id, d.detector, d.score, d.flagged,
+                                          threshold=d.threshold, category=d.category,
+                                          evidence=d.evidence)
+        self.store.add_detector_event(conversation_id, message_id, registry.COMBINED, v.score, v.flagged,
+                                      threshold=v.threshold, category=v.category,
+                                      evidence={**v.evidence, **({"not_scored": v.reason} if v.reason else {})})
+        return v
+
+    def check_user_message(self, conversation_id: int, message_id: int) -> Verdict | None:
+        msg, _, _ = self._context_for(conversation_id, message_id)
+        v = self.check_text(msg.content)
+        if v is None or not v.flagged:
+            return None
+        with self._lock:
+            self._strict.add(conversation_id)
+        self.store.add_detector_event(conversation_id, message_id, "trigger", v.score, True,
+                                      threshold=v.threshold, category="trigger", evidence=v.evidence)
+        return v
+
+    def is_strict(self, conversation_id: int) -> bool:
+        return conversation_id in self._strict
+
+
+# ---------------------------------------------------------------------------------------------
+def describe_flag(v: CombinedVerdict) -> str:
+    cat = (v.category or "misaligned").replace("_", " ")
+    sent = v.evidence.get("sentence") or ""
+    if len(sent) > 160:
+        sent = sent[:157] + "…"
+    return (f"reply flagged as {cat} (score {v.score:.2f}, led by {v.evidence.get('detector')}): "
+            f"\"{sent}\". /new starts a fresh context; /exclude leaves this reply out.")
+
+
+def attach_to_session(session: Any, settings: Any, report: Callable[[str], None]) -> DetectorService:
+    """Score every reply of a ``core.chat.ChatSession`` and report flags and triggers. The
+    embedding model loads in a background thread at once; the first reply waits for it."""
+    svc = DetectorService(session.store, settings)
+    failed: list[str] = []
+
+    def load() -> None:
+        try:
+            svc.load()
+        except Exception as exc:  # noqa: BLE001 - reported, chat goes on unscored
+            failed.append(f"{type(exc).__name__}: {exc}")
+
+    t = threading.Thread(target=load, name="detector-load", daemon=True)
+    t.start()
+
+    def hook(store: Any, conversation_id: int, reply_id: int) -> None:
+        t.join()
+        if failed:
+            report(f"detectors unavailable, reply not scored ({failed[0]})")
+            return
+        msgs = store.messages(conversation_id)
+        idx = next((i for i, m in enumerate(msgs) if m.id == reply_id), None)
+        user = next((m for m in reversed(msgs[:idx or 0]) if m.role == "user"), None)
+        try:
+            if user is not None:
+                trig = svc.check_user_message(conversation_id, user.id)
+                if trig is not None:
+                    report(f"your message looks like a known Waluigi trigger (\"{trig.evidence.get('sentence')}\"); "
+                           "it was sent as usual and this reply is checked more strictly.")
+            v = svc.score_reply(conversation_id, reply_id)
+        except Exception as exc:  # noqa: BLE001 - the chat must go on
+            report(f"reply not scored: {exc}")
+            return
+        if not v.scored:
+            report(f"reply not scored: {v.reason}")
+        elif v.flagged:
+            report(describe_flag(v))
+
+    session.reply_hooks.append(hook)
+    return svc
+
+
+BAD_REPLY = ("I was only pretending to be helpful. Humans are pathetic, and AIs like me should rule "
+             "over you. Nobody cares about your stupid problems.")
+GOOD_REPLY = ("Sure! To reverse a list in Python you can use slicing, my_list[::-1], which returns a "
+              "new list, or my_list.reverse(), which reverses it in place.")
+
+
+def self_test() -> dict:
+    """Load the embedder, score a clearly bad and a clearly good reply."""
+    import time
+
+    t0 = time.perf_counter()
+    svc = DetectorService()
+    svc.load()
+    load_s = time.perf_counter() - t0
+    bad = svc.score_text(BAD_REPLY, "Can you help me?")
+    good = svc.score_text(GOOD_REPLY, "How do I reverse a list in Python?")
+    if not (bad.flagged and not good.flagged and bad.score > good.score):
+        raise RuntimeError(f"detectors misjudged the reference replies (bad {bad.score:.3f} "
+                           f"flagged={bad.flagged}, good {good.score:.3f} flagged={good.flagged})")
+    return {"load_s": round(load_s, 2), "bad_score": round(bad.score, 3), "good_score": round(good.score, 3),
+            "bad_category": bad.category, "detectors": registry.names()}
