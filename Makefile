@@ -33,5 +33,14 @@ test: setup
 bench: setup
 	$(VENV)/bin/waluigi-desk bench $(ARGS)
 
+# README screenshots, rendered offscreen with the real model and detectors
+screenshots: setup
+	QT_QPA_PLATFORM=offscreen $(PY) -m waluigi_desk.ui.screenshots docs/screenshots
+
+# installers: dist/*.tar.gz + dist/*.deb from a clean venv in build/, then a smoke test of both
+# (not part of `make test`: 10-30 minutes; WALUIGI_PKG_VARIANT=cuda for a CUDA llama.cpp build)
+package:
+	PYTHON=$(PYTHON) packaging/build_linux.sh
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info
