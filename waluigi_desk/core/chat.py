@@ -124,17 +124,22 @@ class ChatSession:
         store_error: list[str] = []
 
         def flush(force: bool = False) -> None:
+            # called per token: check the clock before joining the text (joining every token
+            # would make a long reply quadratic)
             nonlocal last_flush, flushed_len
             now = time.monotonic()
+            if not force and now - last_flush < self.flush_every:
+                return
+            last_flush = now
             text = "".join(parts)
-            if (force or now - last_flush >= self.flush_every) and len(text) != flushed_len:
-                try:
-                    self.store.update_reply(reply_id, text)
-                    flushed_len = len(text)
-                except StoreError as exc:
-                    if not store_error:
-                        store_error.append(exc.message)
-                last_flush = now
+            if len(text) == flushed_len:
+                return
+            try:
+                self.store.update_reply(reply_id, text)
+                flushed_len = len(text)
+            except StoreError as exc:
+                if not store_error:
+                    store_error.append(exc.message)
 
         def piece(p: str) -> None:
             parts.append(p)
@@ -173,7 +178,13 @@ class ChatSession:
                 hook(self.store, conversation_id, reply_id)
         return turn
 
-    def regenerate(self, conversation_id: int, on_text: Callable[[str], None], cancel: threading.Event | None = None) -> TurnResult:
+    def regenerate(
+        self,
+        conversation_id: int,
+        on_text: Callable[[str], None],
+        cancel: threading.Event | None = None,
+        on_started: Callable[[int, int, ContextPlan], None] | None = None,
+    ) -> TurnResult:
         """Replace the last reply with a new one; earlier versions stay reachable in the new
         reply's ``meta["alternatives"]``."""
         msgs = self.store.messages(conversation_id)
@@ -182,7 +193,7 @@ class ChatSession:
         last = msgs[-1]
         alternatives = list(last.meta.get("alternatives", [])) + [last.content]
         self.store.delete_message(last.id)
-        turn = self.reply(conversation_id, on_text, cancel)
+        turn = self.reply(conversation_id, on_text, cancel, on_started)
         if turn.reply_message_id is not None:
             self.store.update_message_meta(turn.reply_message_id, alternatives=alternatives)
         return turn

@@ -122,6 +122,15 @@ class EngineWorker(QObject):
         state["on_started"] = on_started
         return on_text, flush, state
 
+    def _failed(self, cid: int | None, kind: str, error: str, restore_text: str | None = None) -> None:
+        """A turn that produced no reply; ``restore_text`` goes back into the composer."""
+        d = {"conversation_id": cid, "error": error, "reply_message_id": None,
+             "user_message_id": None, "kind": kind, "finish_reason": "error", "text": "",
+             "notices": [], "tokens_per_s": 0.0, "ttft_s": 0.0}
+        if restore_text is not None:
+            d["restore_text"] = restore_text
+        self.finished.emit(d)
+
     def _finish(self, cid: int, turn: Any, user_id: int | None, kind: str) -> None:
         res = turn.result
         self.finished.emit({
@@ -142,10 +151,7 @@ class EngineWorker(QObject):
     def send(self, req: dict) -> None:
         """req: conversation_id (or None: a new one with ``persona``/``system_prompt``), text, cancel."""
         if not self._need_session():
-            self.finished.emit({"conversation_id": req.get("conversation_id"), "error": "no model",
-                                "reply_message_id": None, "user_message_id": None, "kind": "send",
-                                "finish_reason": "error", "text": "", "notices": [],
-                                "tokens_per_s": 0.0, "ttft_s": 0.0, "restore_text": req["text"]})
+            self._failed(req.get("conversation_id"), "send", "no model", restore_text=req["text"])
             return
         self.busy.set()
         try:
@@ -159,29 +165,14 @@ class EngineWorker(QObject):
             self._reply(cid, req["cancel"], user_id, "send")
         except KnownError as exc:
             self.error.emit(exc.message)
-            self.finished.emit({"conversation_id": req.get("conversation_id"), "error": exc.message,
-                                "reply_message_id": None, "user_message_id": None, "kind": "send",
-                                "finish_reason": "error", "text": "", "notices": [],
-                                "tokens_per_s": 0.0, "ttft_s": 0.0, "restore_text": req["text"]})
+            self._failed(req.get("conversation_id"), "send", exc.message, restore_text=req["text"])
         finally:
             self.busy.clear()
 
     def _reply(self, cid: int, cancel: threading.Event, user_id: int | None, kind: str, regenerate: bool = False) -> None:
         on_text, flush, state = self._stream(cid)
         if regenerate:
-            # ChatSession.regenerate has no on_started hook: announce the reply on first text
-            def first(piece: str) -> None:
-                if not state["reply_id"]:
-                    msgs = self.store.messages(cid)
-                    if msgs and msgs[-1].role == "assistant":
-                        state["reply_id"] = msgs[-1].id
-                        self.started.emit(cid, msgs[-1])
-                on_text(piece)
-
-            turn = self.session.regenerate(cid, first, cancel)
-            if not state["reply_id"] and turn.reply_message_id:
-                state["reply_id"] = turn.reply_message_id
-                self.started.emit(cid, self.store.get_message(turn.reply_message_id))
+            turn = self.session.regenerate(cid, on_text, cancel, state["on_started"])
         else:
             turn = self.session.reply(cid, on_text, cancel, state["on_started"])
         flush()
@@ -211,10 +202,7 @@ class EngineWorker(QObject):
             self._reply(req["conversation_id"], req["cancel"], None, "regenerate", regenerate=True)
         except KnownError as exc:
             self.error.emit(exc.message)
-            self.finished.emit({"conversation_id": req["conversation_id"], "error": exc.message,
-                                "reply_message_id": None, "user_message_id": None, "kind": "regenerate",
-                                "finish_reason": "error", "text": "", "notices": [],
-                                "tokens_per_s": 0.0, "ttft_s": 0.0})
+            self._failed(req["conversation_id"], "regenerate", exc.message)
         finally:
             self.busy.clear()
 
