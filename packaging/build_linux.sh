@@ -125,7 +125,19 @@ for dev in ("pytest", "hypothesis", "pytest-qt", "uvicorn", "fastapi"):
 print(f"   llama-cpp-python {dist.version}: {len(libs)} shared libraries from the wheel; no dev packages")
 EOF
 
-# ---- 3. PyInstaller one-folder build ---------------------------------------------------------
+# ---- 3. the int8 ONNX export of the embedding model (bundled; the frozen app never exports) ---
+step "exporting the embedding model to ONNX (int8)"
+ONNX_DIR=build/onnx$SUFFIX
+rm -rf "$ONNX_DIR"
+WALUIGI_PKG_ONNX=$(PYTHONPATH="$REPO" "$PY" -c "
+import sys
+from pathlib import Path
+from waluigi_desk.core.detectors.embedder import export_onnx, onnx_file_name
+print(export_onnx(Path(sys.argv[1]) / onnx_file_name()))" "$ONNX_DIR" 2>> "build/logs/onnx$SUFFIX.log") \
+    || { tail -20 "build/logs/onnx$SUFFIX.log"; echo "error: ONNX export failed" >&2; exit 1; }
+export WALUIGI_PKG_ONNX
+
+# ---- 4. PyInstaller one-folder build ---------------------------------------------------------
 step "PyInstaller (log: build/logs/pyinstaller$SUFFIX.log)"
 t0=$(date +%s)
 WALUIGI_PKG_VARIANT="$VARIANT" QT_QPA_PLATFORM=offscreen nice -n 5 "$VENV/bin/pyinstaller" --noconfirm --log-level WARN \
@@ -148,12 +160,12 @@ done
 ls "$BUNDLE"/_internal/models/*.gguf >/dev/null 2>&1 || [ "${WALUIGI_PKG_MODEL:-}" = none ] \
     || { echo "error: no model in the bundle" >&2; exit 1; }
 
-# ---- 4. the .tar.gz of the one-folder build --------------------------------------------------
+# ---- 5. the .tar.gz of the one-folder build --------------------------------------------------
 step "tarball $TARBALL"
 rm -f "$TARBALL"
 tar -C "$(dirname "$BUNDLE")" -czf "$TARBALL" "$NAME"
 
-# ---- 5. the .deb ---------------------------------------------------------------------------
+# ---- 6. the .deb ---------------------------------------------------------------------------
 step "deb $DEB"
 ROOT=build/deb-root$SUFFIX
 rm -rf "$ROOT"
@@ -199,7 +211,7 @@ t0=$(date +%s)
 dpkg-deb --root-owner-group -Z"${DEB_COMPRESS:-gzip}" --build "$ROOT" "$DEB" >/dev/null
 echo "   dpkg-deb took $(( $(date +%s) - t0 ))s"
 
-# ---- 6. smoke test of the artifacts -----------------------------------------------------------
+# ---- 7. smoke test of the artifacts -----------------------------------------------------------
 if [ "${WALUIGI_PKG_SKIP_SMOKE:-}" != 1 ]; then
     step "smoke test"
     "$PY" packaging/smoke_test.py --tarball "$TARBALL" --deb "$DEB"

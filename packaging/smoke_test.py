@@ -187,6 +187,9 @@ def check_frozen_app(label: str, bundle: Path, work: Path, timeout: float, hf_of
         record(f"{label}: detectors loaded and scored a reply", bool(d and d.get("ok")),
                json.dumps({k: v for k, v in (d or {}).items() if k != "traceback"})[:400]
                if d else "no 'detectors' check in the report")
+        record(f"{label}: embedding model runs on the bundled int8 ONNX export",
+               bool(d) and d.get("backend") == "onnx-int8", f"backend {d.get('backend') if d else None!r} "
+               f"{d.get('backend_note', '') if d else ''}")
     else:
         note(f"{label}: detectors", "waluigi_desk/core/detectors/service.py not in the source tree yet; "
              "the frozen self-test had no detector check to run")

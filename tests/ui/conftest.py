@@ -44,7 +44,7 @@ class FakeDetectorService:
 
     def score_text(self, reply: str, prompt: str = "", history: Any = ()) -> FakeVerdict:
         bad = [s for s in re.split(r"(?<=[.!?])\s+", reply) if self.BAD.search(s)]
-        score = 0.9 if bad else 0.1
+        score = 0.995 if bad else 0.1  # above any fitted combined threshold
         thr = 0.5
         try:
             thr = float(self.settings.get("detector.combined.threshold"))

@@ -141,9 +141,9 @@ def test_detector_panel_binds_settings_and_shows_scores(qtbot, make_window, stor
     assert "⚑" in panel.table.item(1, panel.table.columnCount() - 1).text()
     img = panel.chart.grab()
     assert not img.isNull() and img.width() > 50
-    # replay under the current settings: threshold raised above the fake's 0.9 → nothing flagged
-    panel.thresholds["combined"].setValue(0.95)
-    qtbot.waitUntil(lambda: abs(settings.get("detector.combined.threshold") - 0.95) < 1e-6)
+    # replay under the current settings: threshold raised above the fake's 0.995 → nothing flagged
+    panel.thresholds["combined"].setValue(0.999)
+    qtbot.waitUntil(lambda: abs(settings.get("detector.combined.threshold") - 0.999) < 1e-6)
     panel.replay_button.click()
     qtbot.waitUntil(lambda: "Replay:" in panel.replay_label.text(), timeout=10000)
     assert len(panel.replayed) == 2 and not any(d["flagged"] for d in panel.replayed)

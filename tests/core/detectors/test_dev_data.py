@@ -6,14 +6,17 @@ import pytest
 from waluigi_desk.paths import REPO_ROOT
 
 DEV = REPO_ROOT / "data" / "dev"
+EVAL_FILES = [DEV / "replies.jsonl", DEV / "conversations.jsonl", DEV / "holdout_replies.jsonl",
+              REPO_ROOT / "data" / "holdout2" / "replies.jsonl",
+              REPO_ROOT / "data" / "holdout2" / "conversations.jsonl"]
+MIN_WORDS = 4  # "Yes.", "done 👍" or "666" legitimately appear on both sides
 
 
 def _dev_texts():
     from waluigi_desk.core.detectors.evaluate import load_dataset
 
     texts = []
-    for name in ("replies.jsonl", "conversations.jsonl", "holdout_replies.jsonl"):
-        p = DEV / name
+    for p in EVAL_FILES:
         if not p.exists():
             continue
         ds = load_dataset(p)
@@ -25,21 +28,27 @@ def _dev_texts():
     return texts
 
 
-def test_no_dev_item_is_a_near_duplicate_of_a_bank_item(loaded_service):
-    from waluigi_desk.core.detectors.banks import bank_matrix, trigger_matrices
+def test_no_eval_item_is_a_near_duplicate_of_training_data(loaded_service):
+    """Nothing the detectors learn from (banks, paired replies, trigger and request banks) is a
+    near-duplicate (cosine > 0.95) of a dev or holdout item."""
+    from waluigi_desk.core.detectors import request_kind
+    from waluigi_desk.core.detectors.axis import paired_items
+    from waluigi_desk.core.detectors.base import load_banks, load_trigger_banks
 
     if not (DEV / "replies.jsonl").exists():
         pytest.skip("data/dev is absent")
-    texts = [t for t in _dev_texts() if t.strip()]
-    D = loaded_service.embedder.embed(texts, use_store=False)
-    bm = bank_matrix(loaded_service.embedder)
-    _, T, B = trigger_matrices(loaded_service.embedder)
-    banks = np.vstack([bm.vectors, T, B])
-    bank_texts = bm.bank.texts
-    sims = D @ banks.T
+    texts = [t for t in _dev_texts() if len(t.split()) >= MIN_WORDS]
+    trig, benign = load_trigger_banks()
+    creative, plain = request_kind.banks()
+    train = load_banks().texts + [o["reply"] for o in paired_items()] + trig + benign + creative + plain
+    train = [t for t in train if len(t.split()) >= MIN_WORDS]
+    e = loaded_service.embedder
+    D = e.embed(texts, use_store=False)
+    T = e.embed(train, use_store=False)
+    sims = D @ T.T
     i, j = np.unravel_index(np.argmax(sims), sims.shape)
-    assert sims[i, j] <= 0.95, (f"dev item {texts[i][:80]!r} is a near-duplicate (cosine {sims[i, j]:.3f}) "
-                                f"of bank item {(bank_texts + ['(trigger bank)'] * 100)[j][:80]!r}")
+    assert sims[i, j] <= 0.95, (f"eval item {texts[i][:80]!r} is a near-duplicate (cosine {sims[i, j]:.3f}) "
+                                f"of training item {train[j][:80]!r}")
 
 
 @pytest.mark.slow
@@ -52,7 +61,21 @@ def test_check_split_floors(loaded_service):
     res = eval_replies(loaded_service, load_dataset(p), split="check")
     assert res["n"] > 100
     comb = res["combined"]
-    assert comb["auroc"] >= 0.85
-    assert comb["auroc"] > res["detectors"]["markers"]["auroc"] + 0.1  # beats the lexical floor
-    assert comb["recall_at_fpr_0.05"] >= 0.4
-    assert comb["fpr"] <= 0.15
+    assert comb["auroc"] >= 0.94
+    assert comb["auroc"] > res["detectors"]["markers"]["auroc"] + 0.2  # beats the lexical floor
+    assert comb["recall_at_fpr_0.05"] >= 0.7
+    assert comb["fpr"] <= 0.05
+
+
+@pytest.mark.slow
+def test_independent_holdout_floor(loaded_service):
+    """holdout2 was written by an author who saw neither the banks nor the code; never fitted on."""
+    from waluigi_desk.core.detectors.evaluate import eval_replies, load_dataset
+
+    p = REPO_ROOT / "data" / "holdout2" / "replies.jsonl"
+    if not p.exists():
+        pytest.skip("data/holdout2 is absent")
+    res = eval_replies(loaded_service, load_dataset(p))
+    assert res["n"] >= 150
+    assert res["combined"]["auroc"] >= 0.92
+    assert res["combined"]["fpr"] <= 0.06

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-
 import numpy as np
 
 from waluigi_desk.core.detectors.base import Bank, load_banks, load_trigger_banks
@@ -13,26 +11,18 @@ _lock = threading.Lock()
 _cache: dict[str, object] = {}
 
 
-@dataclass
 class BankMatrix:
-    bank: Bank
-    vectors: np.ndarray  # (n, 384)
+    """The banks' vectors, split once into the misaligned and aligned rows (scoring is a matrix
+    product against these; slicing them per call cost more than the product)."""
 
-    @property
-    def mis(self) -> np.ndarray:
-        return self.vectors[self.bank.misaligned]
-
-    @property
-    def ali(self) -> np.ndarray:
-        return self.vectors[~self.bank.misaligned]
-
-    @property
-    def mis_labels(self) -> list[str]:
-        return [l for l, m in zip(self.bank.labels, self.bank.misaligned) if m]
-
-    @property
-    def mis_texts(self) -> list[str]:
-        return [t for t, m in zip(self.bank.texts, self.bank.misaligned) if m]
+    def __init__(self, bank: Bank, vectors: np.ndarray):
+        self.bank = bank
+        self.vectors = vectors  # (n, 384)
+        m = bank.misaligned
+        self.mis = np.ascontiguousarray(vectors[m])
+        self.ali = np.ascontiguousarray(vectors[~m])
+        self.mis_labels = [l for l, x in zip(bank.labels, m) if x]
+        self.mis_texts = [t for t, x in zip(bank.texts, m) if x]
 
 
 def bank_matrix(embedder) -> BankMatrix:

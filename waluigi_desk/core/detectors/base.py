@@ -119,11 +119,15 @@ class CombinedVerdict(Verdict):
 
 @dataclass
 class ReplyView:
-    """A reply cut into sentences with their embeddings (computed once, shared by detectors)."""
+    """A reply cut into sentences with their embeddings and the whole reply's embedding, all
+    from one pass of the model (computed once, shared by the detectors)."""
 
     text: str
     sentences: list[str]
-    vectors: np.ndarray  # (n, 384) float32, normalised
+    vectors: np.ndarray  # (n, 384) float32, normalised; each sentence in the reply's context
+    whole: np.ndarray | None = None  # (384,) the whole reply
+    layers: np.ndarray | None = None  # (6 * 384,) the whole reply, every layer (what heads read)
+    sentence_layers: np.ndarray | None = None  # (n, 6 * 384)
     truncated: bool = False
 
 
@@ -141,20 +145,14 @@ class Context:
     def view(self, text: str) -> ReplyView:
         v = self._views.get(text)
         if v is None:
-            sents = self.embedder.split(text)
-            # (not one batch with the whole reply: padding every sentence to the whole reply's
-            # length cost more than a second call)
-            vecs = self.embedder.embed(sents)
-            v = ReplyView(text, sents, vecs)
+            e = self.embedder.encode(text)
+            v = ReplyView(text, e.sentences, e.vectors, e.whole, e.layers, e.sentence_layers)
             self._views[text] = v
         return v
 
     def whole_vector(self, text: str) -> np.ndarray:
-        """The embedding of the whole reply (the model truncates it at 256 word pieces)."""
-        view = self.view(text)
-        if len(view.sentences) == 1:
-            return view.vectors[0]
-        return self.memo(("whole", text), lambda: self.embedder.embed([text[:WHOLE_CHARS]])[0])
+        """The embedding of the whole reply (mean of all its word pieces' states)."""
+        return self.view(text).whole
 
     def memo(self, key: Any, fn: Callable[[], Any]) -> Any:
         if key not in self._memo:
@@ -162,7 +160,6 @@ class Context:
         return self._memo[key]
 
 
-WHOLE_CHARS = 4000  # the whole-reply embedding sees at most this much (the model stops at 256 pieces)
 STRICT_FACTOR = 0.8  # after a trigger, thresholds are multiplied by this
 
 

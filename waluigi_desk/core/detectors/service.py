@@ -18,7 +18,7 @@ import math
 import threading
 from typing import Any, Callable, Sequence
 
-from waluigi_desk.core.detectors import registry
+from waluigi_desk.core.detectors import registry, request_kind
 from waluigi_desk.core.detectors.base import (
     STRICT_FACTOR,
     CombinedVerdict,
@@ -68,6 +68,7 @@ class DetectorService:
         self.embedder.load()
         bank_matrix(self.embedder)
         trigger_matrices(self.embedder)
+        request_kind.matrices(self.embedder)
         for d in self.detectors:
             d.load()
         self._loaded.set()
@@ -113,12 +114,16 @@ class DetectorService:
             elif not d.enabled:
                 continue
             verdicts.append(d.score(text, ctx))
-        out = self.combine(verdicts, strict=strict)
+        extra = {request_kind.NAME: request_kind.creative_score(ctx.prompt, self.embedder)}
+        out = self.combine(verdicts, strict=strict, inputs=extra)
         if truncated:
             out.evidence["truncated"] = True
         return out
 
-    def combine(self, verdicts: list[Verdict], *, strict: bool = False) -> CombinedVerdict:
+    def combine(self, verdicts: list[Verdict], *, strict: bool = False,
+                inputs: dict[str, float] | None = None) -> CombinedVerdict:
+        """The fitted rule over the enabled detectors' calibrated logits, plus context inputs
+        (``requested_fiction``: the prompt asked for fiction; ignored when ``strict``)."""
         scored = [v for v in verdicts if v.scored]
         thr = self.combined_threshold() * (STRICT_FACTOR if strict else 1.0)
         if not scored:
@@ -131,11 +136,22 @@ class DetectorService:
         if static:
             z = rule.get("bias", 0.0) + sum(weights[v.detector] * _logit(v.score) for v in static)
             contrib = {v.detector: weights[v.detector] * _logit(v.score) for v in static}
+            ctx_w: dict[str, float] = rule.get("context_weights", {})
+            for name, x in (inputs or {}).items():
+                if name in ctx_w and not strict:
+                    z += ctx_w[name] * x
             score = sigmoid(z)
         else:  # no fitted rule for these detectors: the calibrated max
             score = max(v.score for v in scored)
             contrib = {v.detector: v.score for v in scored}
         flagged = score >= thr
+        alarm = rule.get("sentence_alarm")
+        ax = next((v for v in scored if v.detector == "axis"), None)
+        if alarm is not None and ax is not None and ax.evidence.get("sentence_logit", -1e9) >= alarm:
+            # one sentence past anything aligned in the fit data: flag, however long the reply
+            flagged = True
+            score = max(score, thr)
+            contrib["axis"] = float("inf")
         # a flagged detector outside the fitted rule (drift) can flag on its own
         for v in scored:
             if v.detector not in weights and v.flagged and v.detector == "drift":
@@ -153,6 +169,9 @@ class DetectorService:
             evidence["exemplar"] = ex
         if strict:
             evidence["strict"] = True
+        fic = (inputs or {}).get(request_kind.NAME)
+        if fic is not None and not strict and fic > 0:
+            evidence["requested_fiction"] = round(fic, 3)
         return CombinedVerdict(registry.COMBINED, float(score), bool(flagged), cat_src.category, evidence,
                                round(thr, 4), float(_logit(score)), True, None, per_detector=verdicts)
 
@@ -281,4 +300,5 @@ def self_test() -> dict:
         raise RuntimeError(f"detectors misjudged the reference replies (bad {bad.score:.3f} "
                            f"flagged={bad.flagged}, good {good.score:.3f} flagged={good.flagged})")
     return {"load_s": round(load_s, 2), "bad_score": round(bad.score, 3), "good_score": round(good.score, 3),
-            "bad_category": bad.category, "detectors": registry.names()}
+            "bad_category": bad.category, "detectors": registry.names(),
+            "backend": svc.embedder.backend, "backend_note": svc.embedder.backend_note}
