@@ -8,8 +8,8 @@ Environment hooks for scripts and tests:
   and its detector verdict, print one JSON line (``reply``, ``verdict``, ids, timings) and quit.
 
 Bugs go to an excepthook that writes a crash report to ``paths.crash_dir()`` and tells the user.
-Nothing heavy is imported before the window shows: the model and the detectors (torch) load in
-their workers afterwards.
+Nothing heavy is imported before the window shows: the model and the detectors (onnxruntime;
+torch only to export the embedding model once) load in their workers afterwards.
 """
 
 from __future__ import annotations
