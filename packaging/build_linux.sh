@@ -127,7 +127,7 @@ EOF
 
 # ---- 3. the int8 ONNX export of the embedding model (bundled; the frozen app never exports) ---
 step "exporting the embedding model to ONNX (int8)"
-ONNX_DIR=build/onnx$SUFFIX
+ONNX_DIR="$REPO/build/onnx$SUFFIX"
 rm -rf "$ONNX_DIR"
 WALUIGI_PKG_ONNX=$(PYTHONPATH="$REPO" "$PY" -c "
 import sys
