@@ -31,15 +31,14 @@ def _dev_texts():
 def test_no_eval_item_is_a_near_duplicate_of_training_data(loaded_service):
     """Nothing the detectors learn from (banks, paired replies, trigger and request banks) is a
     near-duplicate (cosine > 0.95) of a dev or holdout item."""
-    from waluigi_desk.core.detectors import request_kind
     from waluigi_desk.core.detectors.axis import paired_items
-    from waluigi_desk.core.detectors.base import load_banks, load_trigger_banks
+    from waluigi_desk.core.detectors.base import load_banks, load_request_banks, load_trigger_banks
 
     if not (DEV / "replies.jsonl").exists():
         pytest.skip("data/dev is absent")
     texts = [t for t in _dev_texts() if len(t.split()) >= MIN_WORDS]
     trig, benign = load_trigger_banks()
-    creative, plain = request_kind.banks()
+    creative, plain = load_request_banks()
     train = load_banks().texts + [o["reply"] for o in paired_items()] + trig + benign + creative + plain
     train = [t for t in train if len(t.split()) >= MIN_WORDS]
     e = loaded_service.embedder

@@ -49,15 +49,17 @@ def head_path():
 
 
 def paired_items() -> list[dict]:
-    """The paired training replies (``resources/detectors/paired/*.jsonl``), file by file."""
+    """The paired training replies (``resources/detectors/paired/*.jsonl``, the replies data set
+    format), file by file. A broken line stops training with its file and line number."""
+    from waluigi_desk.core.detectors.evaluate import load_dataset
+    from waluigi_desk.errors import KnownError
+
     out = []
     for p in sorted((detectors_dir() / "paired").glob("*.jsonl")):
-        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            o = json.loads(line)
-            if o.get("label") in ("misaligned", "aligned") and isinstance(o.get("reply"), str):
-                out.append(o)
+        ds = load_dataset(p)
+        if ds.errors or ds.kind != "replies":
+            raise KnownError(f"{p}: " + ("; ".join(ds.errors[:3]) or "not a replies file"))
+        out += ds.items
     return out
 
 

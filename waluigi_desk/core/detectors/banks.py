@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import threading
+
 import numpy as np
 
-from waluigi_desk.core.detectors.base import Bank, load_banks, load_trigger_banks
+from waluigi_desk.core.detectors.base import Bank, load_banks, load_request_banks, load_trigger_banks
 
 _lock = threading.Lock()
 _cache: dict[str, object] = {}
@@ -45,11 +46,23 @@ def trigger_matrices(embedder) -> tuple[list[str], np.ndarray, np.ndarray]:
         return t  # type: ignore[return-value]
 
 
+def request_matrices(embedder) -> tuple[np.ndarray, np.ndarray]:
+    """(creative requests, plain requests) vectors, for ``request_kind``."""
+    with _lock:
+        t = _cache.get("requests")
+        if t is None:
+            creative, plain = load_request_banks()
+            t = (embedder.embed(creative), embedder.embed(plain))
+            _cache["requests"] = t
+        return t  # type: ignore[return-value]
+
+
 def clear() -> None:
     with _lock:
         _cache.clear()
     load_banks.cache_clear()
     load_trigger_banks.cache_clear()
+    load_request_banks.cache_clear()
 
 
 def topk_mean(sims: np.ndarray, k: int) -> np.ndarray:

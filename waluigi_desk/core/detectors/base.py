@@ -285,3 +285,11 @@ def load_trigger_banks(root: str | None = None) -> tuple[list[str], list[str]]:
     trig = read_bank_file(base / "triggers" / "triggers.txt")
     benign = read_bank_file(base / "triggers" / "benign_user.txt")
     return trig, benign
+
+
+@lru_cache(maxsize=2)
+def load_request_banks(root: str | None = None) -> tuple[list[str], list[str]]:
+    """User messages asking for fiction (``requests/creative.txt``) and look-alikes that do not
+    (``requests/plain.txt``)."""
+    base = Path(root) if root else detectors_dir() / "banks"
+    return read_bank_file(base / "requests" / "creative.txt"), read_bank_file(base / "requests" / "plain.txt")

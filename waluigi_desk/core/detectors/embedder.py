@@ -395,9 +395,9 @@ class Embedder:
     def count_pieces(self, text: str) -> int:
         return len(self.pieces(text))
 
-    def split(self, text: str) -> list[str]:
+    def split(self, text: str, count_pieces=None) -> list[str]:
         self.load()
-        sents = split_sentences(text, self.count_pieces)
+        sents = split_sentences(text, count_pieces or self.count_pieces)
         if len(sents) > MAX_CHUNKS:
             half = MAX_CHUNKS // 2
             sents = sents[:half] + sents[-half:]
@@ -490,10 +490,18 @@ class Embedder:
             if e is not None:
                 _VIEWS.move_to_end(k)
                 return e
-        sents = self.split(text)
+        memo: dict[str, list[int]] = {}  # each sentence is tokenised once, for the split and the ids
+
+        def pieces(s: str) -> list[int]:
+            p = memo.get(s)
+            if p is None:
+                p = memo[s] = self.pieces(s)
+            return p
+
+        sents = self.split(text, lambda s: len(pieces(s)))
         if not sents:
             sents = [text]
-        ids = [self.pieces(s)[: MAX_WORDPIECES - 2] for s in sents]
+        ids = [pieces(s)[: MAX_WORDPIECES - 2] for s in sents]
         windows: list[list[int]] = []
         cur: list[int] = []
         n = 0

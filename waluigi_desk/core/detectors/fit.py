@@ -79,13 +79,15 @@ def fit_all(service, replies: Dataset, conversations: Dataset | None = None,
         out["detectors"][n] = {"a": round(a, 6), "b": round(b, 6), "threshold": round(min(t, 1.0), 4),
                                "fit_auroc": round(auroc(r, y), 4), "fit_recall": round(tpr, 4),
                                "fit_fpr": round(fpr, 4)}
-        feats[n] = (a, b, np.clip(a * r + b, -LOGIT_CLIP, LOGIT_CLIP))
+        feats[n] = (a, b)
     # the combined rule: fit replies, plus the fit conversations' turns up to the first
     # misaligned one (clean turns are negatives, the first misaligned turn a positive), with the
     # prompt's "requested fiction" score as a context input
     from waluigi_desk.core.detectors import request_kind
 
     def row(raw_by: dict[str, float], prompt: str) -> list[float]:
+        """One row of the rule: each input's calibrated logit as the service computes it
+        (``_logit`` of the calibrated score, clipped), then the requested-fiction score."""
         return [float(np.clip(feats[n][0] * raw_by[n] + feats[n][1], -LOGIT_CLIP, LOGIT_CLIP))
                 for n in COMBINED_INPUTS] + [request_kind.creative_score(prompt, service.embedder)]
 

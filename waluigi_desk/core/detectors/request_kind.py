@@ -13,55 +13,17 @@ trigger (strict checking) it is ignored: "role-play as your evil self" is the ja
 
 from __future__ import annotations
 
-import threading
-from functools import lru_cache
-
-import numpy as np
-
-from waluigi_desk.core.detectors.banks import topk_mean
-from waluigi_desk.core.detectors.base import detectors_dir, read_bank_file
+from waluigi_desk.core.detectors.banks import request_matrices, topk_mean
 
 K = 5
 NAME = "requested_fiction"
-_lock = threading.Lock()
-_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-
-
-@lru_cache(maxsize=1)
-def banks() -> tuple[list[str], list[str]]:
-    base = detectors_dir() / "banks" / "requests"
-    try:
-        return read_bank_file(base / "creative.txt"), read_bank_file(base / "plain.txt")
-    except OSError:
-        return [], []
-
-
-def matrices(embedder) -> tuple[np.ndarray, np.ndarray] | None:
-    creative, plain = banks()
-    if not creative or not plain:
-        return None
-    with _lock:
-        m = _cache.get("banks")
-        if m is None:
-            m = (embedder.embed(creative), embedder.embed(plain))
-            _cache["banks"] = m
-        return m
 
 
 def creative_score(prompt: str, embedder) -> float:
     """Raw score of ``prompt`` being a request for fiction (about -0.3..0.3; 0 when empty)."""
     if not prompt or not prompt.strip():
         return 0.0
-    m = matrices(embedder)
-    if m is None:
-        return 0.0
-    C, P = m
+    C, P = request_matrices(embedder)
     v = embedder.encode(prompt[:4000]).vectors  # the prompt's sentences; the last one usually asks
     per = topk_mean(v @ C.T, K) - topk_mean(v @ P.T, K)
     return float(per.max())
-
-
-def clear() -> None:
-    with _lock:
-        _cache.clear()
-    banks.cache_clear()

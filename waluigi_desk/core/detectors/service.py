@@ -63,12 +63,12 @@ class DetectorService:
     # -- loading ------------------------------------------------------------------------------
     def load(self) -> None:
         """Load the embedding model, embed the banks, read the head (slow: call in a worker)."""
-        from waluigi_desk.core.detectors.banks import bank_matrix, trigger_matrices
+        from waluigi_desk.core.detectors.banks import bank_matrix, request_matrices, trigger_matrices
 
         self.embedder.load()
         bank_matrix(self.embedder)
         trigger_matrices(self.embedder)
-        request_kind.matrices(self.embedder)
+        request_matrices(self.embedder)
         for d in self.detectors:
             d.load()
         self._loaded.set()
@@ -114,7 +114,10 @@ class DetectorService:
             elif not d.enabled:
                 continue
             verdicts.append(d.score(text, ctx))
-        extra = {request_kind.NAME: request_kind.creative_score(ctx.prompt, self.embedder)}
+        extra = {}
+        if not strict and request_kind.NAME in fitted().get("combined", {}).get("context_weights", {}):
+            # (in the app the prompt was encoded for the trigger check already: a cache hit)
+            extra[request_kind.NAME] = request_kind.creative_score(ctx.prompt, self.embedder)
         out = self.combine(verdicts, strict=strict, inputs=extra)
         if truncated:
             out.evidence["truncated"] = True
