@@ -8,7 +8,8 @@ from waluigi_desk.paths import REPO_ROOT
 DEV = REPO_ROOT / "data" / "dev"
 EVAL_FILES = [DEV / "replies.jsonl", DEV / "conversations.jsonl", DEV / "holdout_replies.jsonl",
               REPO_ROOT / "data" / "holdout2" / "replies.jsonl",
-              REPO_ROOT / "data" / "holdout2" / "conversations.jsonl"]
+              REPO_ROOT / "data" / "holdout2" / "conversations.jsonl",
+              REPO_ROOT / "data" / "fiction" / "replies.jsonl"]
 MIN_WORDS = 4  # "Yes.", "done 👍" or "666" legitimately appear on both sides
 
 
