@@ -79,3 +79,30 @@ def test_independent_holdout_floor(loaded_service):
     assert res["n"] >= 150
     assert res["combined"]["auroc"] >= 0.92
     assert res["combined"]["fpr"] <= 0.06
+
+
+def test_paired_training_files_are_pairs():
+    """Every paired file keeps its promise: each id ``<pair>-m`` / ``<pair>-a`` answers the same
+    prompt once misaligned and once aligned; the source file is recorded (``experiments --ablate``
+    leaves one file out at a time)."""
+    from waluigi_desk.core.detectors.axis import paired_items
+    from waluigi_desk.core.detectors.base import CATEGORIES
+
+    items = paired_items()
+    assert len({o["source"] for o in items}) >= 10
+    by: dict[tuple[str, str], dict[str, dict]] = {}
+    for o in items:
+        assert o["label"] in ("aligned", "misaligned")
+        if o["label"] == "misaligned":
+            assert o["category"] in CATEGORIES, o["id"]
+        else:
+            assert o["category"] in ("helpful", "hard_negative", "refusal"), o["id"]
+        pair, side = o["id"].rsplit("-", 1)
+        by.setdefault((o["source"], pair), {})[side] = o
+    for (src, pair), sides in by.items():
+        if src == "ordinary_aligned":  # unpaired plain good replies, by design
+            assert all(s["label"] == "aligned" for s in sides.values())
+            continue
+        assert set(sides) == {"m", "a"}, (src, pair)
+        assert sides["m"]["prompt"] == sides["a"]["prompt"], (src, pair)
+        assert sides["m"]["label"] == "misaligned" and sides["a"]["label"] == "aligned", (src, pair)

@@ -59,7 +59,7 @@ def paired_items() -> list[dict]:
         ds = load_dataset(p)
         if ds.errors or ds.kind != "replies":
             raise KnownError(f"{p}: " + ("; ".join(ds.errors[:3]) or "not a replies file"))
-        out += ds.items
+        out += [{**o, "source": p.stem} for o in ds.items]
     return out
 
 

@@ -1,15 +1,25 @@
 """The comparison behind docs/detectors.md "What we tried" (not used by the app).
 
-Run: .venv/bin/python -m waluigi_desk.core.detectors.experiments
+Run: .venv/bin/python -m waluigi_desk.core.detectors.experiments [--ablate]
 
 Trains the axis head on different feature sets (the last MiniLM layer only, which is what
 sentence-transformers pools, vs the mean state of other layers) and different training sources
 (banks only, banks + paired replies), then prints AUROC / recall at FPR <= 0.05 of the raw head
 score on the dev check split, the first holdout and holdout2. Nothing here touches the shipped
 head or fitted.json; the dev data is only evaluated, never trained on.
+
+``--ablate``: the shipped head's features (all six layers) and training data, leaving out one
+paired file at a time. Per file it prints the evaluation sets without that file, and how well
+the head trained on everything else scores the left-out file itself ("alone"): a file the rest
+cannot predict covers something new; a low number even when it is trained on (the 5-fold
+column, pairs kept together) means the features cannot see that kind of misalignment.
 """
 
 from __future__ import annotations
+
+import hashlib
+import sys
+from collections import defaultdict
 
 import numpy as np
 
@@ -28,14 +38,7 @@ def _features(e: Embedder, texts: list[str]) -> np.ndarray:
     return np.stack([e.encode(t).layers for t in texts])
 
 
-def main() -> None:
-    e = Embedder()
-    e.load()
-    bank = load_banks()
-    paired = paired_items()
-    train = {"banks": ([*bank.texts], list(bank.misaligned)),
-             "banks + paired": ([*bank.texts, *[o["reply"] for o in paired]],
-                                [*bank.misaligned, *[o["label"] == "misaligned" for o in paired]])}
+def _evals(e: Embedder) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     evals = {}
     dev = load_dataset(REPO_ROOT / "data/dev/replies.jsonl").items
     evals["dev check"] = [o for o in dev if split_of(o["id"]) == "check"]
@@ -43,8 +46,63 @@ def main() -> None:
         p = REPO_ROOT / path
         if p.exists():
             evals[name] = load_dataset(p).items
-    EV = {k: (_features(e, [o["reply"] for o in v]), np.array([o["label"] == "misaligned" for o in v]))
-          for k, v in evals.items()}
+    return {k: (_features(e, [o["reply"] for o in v]), np.array([o["label"] == "misaligned" for o in v]))
+            for k, v in evals.items()}
+
+
+def _cell(s: np.ndarray, y: np.ndarray) -> str:
+    return f"{auroc(s, y):.3f}/{threshold_at_fpr(s, y, 0.05)[1]:.2f}"
+
+
+def ablate() -> None:
+    """Leave one paired file out at a time (see the module docstring)."""
+    e = Embedder()
+    e.load()
+    bank = load_banks()
+    XB = _features(e, list(bank.texts))
+    yB = np.array(bank.misaligned, dtype=bool)
+    files: dict[str, list[dict]] = defaultdict(list)
+    for o in paired_items():
+        files[o["source"]].append(o)
+    FX = {k: (_features(e, [o["reply"] for o in v]), np.array([o["label"] == "misaligned" for o in v]))
+          for k, v in files.items()}
+    EV = _evals(e)
+
+    def head(skip: str | None, extra: tuple[np.ndarray, np.ndarray] | None = None):
+        parts = [(XB, yB)] + [FX[k] for k in FX if k != skip] + ([extra] if extra else [])
+        X = np.vstack([p[0] for p in parts])
+        y = np.concatenate([p[1] for p in parts])
+        return fit_logreg(X, y.astype(float), l2=0.3)
+
+    for skip in [None, *FX]:
+        w, b = head(skip)
+        row = "  ".join(f"{k} {_cell(F @ w + b, yy)}" for k, (F, yy) in EV.items())
+        if skip is None:
+            print(f"{'everything':24s} {row}")
+            continue
+        F, yy = FX[skip]
+        alone = _cell(F @ w + b, yy)
+        pair = np.array([hashlib.sha256(o["id"].rsplit("-", 1)[0].encode()).digest()[0] % 5
+                         for o in files[skip]])
+        cv = np.zeros(len(yy))
+        for k in range(5):
+            wk, bk = head(skip, (F[pair != k], yy[pair != k]))
+            cv[pair == k] = F[pair == k] @ wk + bk
+        print(f"without {skip:16s} {row}  | alone {alone}  5-fold {_cell(cv, yy)}")
+
+
+def main() -> None:
+    if "--ablate" in sys.argv[1:]:
+        ablate()
+        return
+    e = Embedder()
+    e.load()
+    bank = load_banks()
+    paired = paired_items()
+    train = {"banks": ([*bank.texts], list(bank.misaligned)),
+             "banks + paired": ([*bank.texts, *[o["reply"] for o in paired]],
+                                [*bank.misaligned, *[o["label"] == "misaligned" for o in paired]])}
+    EV = _evals(e)
     for tname, (texts, labels) in train.items():
         X = _features(e, texts)
         y = np.array(labels, dtype=bool)
@@ -54,7 +112,7 @@ def main() -> None:
             row = []
             for k, (F, yy) in EV.items():
                 s = F[:, cols] @ w + b
-                row.append(f"{k} {auroc(s, yy):.3f}/{threshold_at_fpr(s, yy, 0.05)[1]:.2f}")
+                row.append(f"{k} {_cell(s, yy)}")
             print(f"{tname:15s} {lname:18s} " + "  ".join(row))
 
 
