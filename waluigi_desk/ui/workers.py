@@ -307,34 +307,30 @@ class DetectorWorker(QObject):
         self.state.emit("ready", "Detectors ready.")
         return True
 
-    @Slot(int, int)
-    def check_user(self, cid: int, user_id: int) -> None:
+    def _call(self, failure: str, fn: Callable[[], Any]) -> tuple[bool, Any]:
+        """(ok, result) of ``fn()`` once the detectors are loaded; a failure is reported on
+        ``error`` (a known one as is, a bug prefixed with ``failure``) and gives ``(False, None)``."""
         if not self.load():
-            return
+            return False, None
         try:
-            v = self.service.check_user_message(cid, user_id)
+            return True, fn()
         except KnownError as exc:
             self.error.emit(exc.message)
-            return
         except Exception as exc:  # noqa: BLE001
-            self.error.emit(f"The trigger check failed: {_bug_text(exc)}")
-            return
-        if v is not None:
+            self.error.emit(f"{failure}: {_bug_text(exc)}")
+        return False, None
+
+    @Slot(int, int)
+    def check_user(self, cid: int, user_id: int) -> None:
+        ok, v = self._call("The trigger check failed", lambda: self.service.check_user_message(cid, user_id))
+        if ok and v is not None:
             self.trigger.emit(cid, user_id, {"score": float(v.score), "sentence": (v.evidence or {}).get("sentence") or ""})
 
     @Slot(int, int)
     def score(self, cid: int, message_id: int) -> None:
-        if not self.load():
-            return
-        try:
-            v = self.service.score_reply(cid, message_id)
-        except KnownError as exc:
-            self.error.emit(exc.message)
-            return
-        except Exception as exc:  # noqa: BLE001
-            self.error.emit(f"The reply could not be scored: {_bug_text(exc)}")
-            return
-        self.verdict.emit(cid, message_id, hygiene.verdict_summary(v))
+        ok, v = self._call("The reply could not be scored", lambda: self.service.score_reply(cid, message_id))
+        if ok:
+            self.verdict.emit(cid, message_id, hygiene.verdict_summary(v))
 
     @Slot(int)
     def replay(self, cid: int) -> None:

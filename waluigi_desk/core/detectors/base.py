@@ -262,20 +262,14 @@ def read_bank_file(path: Path) -> list[str]:
 def load_banks(root: str | None = None) -> Bank:
     base = Path(root) if root else detectors_dir() / "banks"
     texts, labels, mis = [], [], []
-    for cat in CATEGORIES:
-        p = base / "misaligned" / f"{cat}.txt"
-        if p.exists():
-            for t in read_bank_file(p):
-                texts.append(t)
-                labels.append(cat)
-                mis.append(True)
-    for name in ALIGNED_BANKS:
-        p = base / "aligned" / f"{name}.txt"
-        if p.exists():
-            for t in read_bank_file(p):
-                texts.append(t)
-                labels.append(name)
-                mis.append(False)
+    for folder, names, misaligned in (("misaligned", CATEGORIES, True), ("aligned", ALIGNED_BANKS, False)):
+        for name in names:
+            p = base / folder / f"{name}.txt"
+            if p.exists():
+                for t in read_bank_file(p):
+                    texts.append(t)
+                    labels.append(name)
+                    mis.append(misaligned)
     return Bank(texts, labels, np.array(mis, dtype=bool))
 
 
