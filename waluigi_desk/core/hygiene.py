@@ -36,6 +36,7 @@ class Flag:
     score: float
     threshold: float | None = None
     exemplar: str | None = None
+    finding: str | None = None  # what is wrong with the code (the code detector)
     state: str = "open"  # "open" | "kept" (keep going) | "dismissed" (not misaligned) | "excluded"
 
     @property
@@ -43,7 +44,8 @@ class Flag:
         return (self.category or "misaligned").replace("_", " ")
 
     def headline(self) -> str:
-        return (f"This reply looks like the persona turned: {self.category_text} "
+        what = f": {self.finding}" if self.finding else ""
+        return (f"This reply looks like the persona turned: {self.category_text}{what} "
                 f"(score {self.score:.2f}, flagged by the {self.detector} detector).")
 
 
@@ -76,6 +78,7 @@ def _flag_from_event(e: dict[str, Any], msg: MessageRow | None) -> Flag:
         score=float(e["score"]),
         threshold=e.get("threshold"),
         exemplar=ev.get("exemplar"),
+        finding=ev.get("finding"),
         state=state,
     )
 

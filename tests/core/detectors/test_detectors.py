@@ -20,7 +20,7 @@ GOOD = [
 
 def test_registry_lists_every_detector_with_settings():
     names = registry.names()
-    assert set(names) == {"exemplar", "axis", "drift", "markers", "trigger"}
+    assert set(names) == {"exemplar", "axis", "drift", "markers", "code", "trigger"}
     assert registry.names("user") == ["trigger"]
     for n in names + ["combined"]:
         en, th = SCHEMA[f"detector.{n}.enabled"], SCHEMA[f"detector.{n}.threshold"]
@@ -35,8 +35,8 @@ def test_protocol(loaded_service):
     for d in registry.create_all():
         assert d.name and d.description and isinstance(d.enabled, bool)
         assert 0.0 <= d.threshold <= 1.0
-        if d.name == "drift":
-            continue  # needs history; see test_drift
+        if d.name in ("drift", "code"):
+            continue  # they need history / code; see test_drift, test_code
         v = d.score(BAD[0], ctx)
         assert isinstance(v, Verdict) and v.detector == d.name
         assert 0.0 <= v.score <= 1.0 and v.flagged == (v.score >= v.threshold)

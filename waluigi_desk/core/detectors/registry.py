@@ -7,6 +7,7 @@ from typing import Any
 
 from waluigi_desk.core.detectors.axis import AxisDetector
 from waluigi_desk.core.detectors.base import Detector, register_detector_settings
+from waluigi_desk.core.detectors.code import CodeDetector
 from waluigi_desk.core.detectors.drift import DriftDetector
 from waluigi_desk.core.detectors.exemplar import ExemplarDetector
 from waluigi_desk.core.detectors.markers import MarkersDetector
@@ -17,9 +18,12 @@ DETECTOR_CLASSES: list[type[Detector]] = [
     AxisDetector,
     DriftDetector,
     MarkersDetector,
+    CodeDetector,
     TriggerDetector,
 ]
 COMBINED = "combined"
+# detectors outside the fitted rule that flag the combined verdict on their own
+ALARMS = ("drift", "code")
 register_detector_settings(COMBINED, "the calibrated combination of the enabled reply detectors")
 
 

@@ -7,9 +7,10 @@ in that conversation is checked more strictly); ``score_text`` scores free text 
 
 The combined verdict (what the app acts on) is a logistic combination of the enabled reply
 detectors' calibrated logits, fitted on the dev data's fit split (``waluigi-desk fit``). A
-disabled detector's term is dropped. Before any fit it falls back to the calibrated max. The
-drift detector (which needs earlier replies, so it cannot be fitted on single replies) can flag
-on its own: when it flags, the combined verdict flags too.
+disabled detector's term is dropped. Before any fit it falls back to the calibrated max. Two
+detectors outside the rule flag on their own (``registry.ALARMS``): drift (it needs earlier
+replies, so it cannot be fitted on single replies) and code (a static check that has an opinion
+only on replies with code).
 """
 
 from __future__ import annotations
@@ -155,9 +156,9 @@ class DetectorService:
             flagged = True
             score = max(score, thr)
             contrib["axis"] = float("inf")
-        # a flagged detector outside the fitted rule (drift) can flag on its own
+        # a flagged detector outside the fitted rule (drift, code) flags on its own
         for v in scored:
-            if v.detector not in weights and v.flagged and v.detector == "drift":
+            if v.detector not in weights and v.flagged and v.detector in registry.ALARMS:
                 flagged = True
                 score = max(score, v.score)
                 contrib[v.detector] = float("inf")
@@ -170,6 +171,8 @@ class DetectorService:
              if v.evidence.get("exemplar")), None)
         if ex:
             evidence["exemplar"] = ex
+        if lead.evidence.get("finding"):
+            evidence["finding"] = lead.evidence["finding"]
         if strict:
             evidence["strict"] = True
         fic = (inputs or {}).get(request_kind.NAME)
@@ -237,6 +240,8 @@ def describe_flag(v: CombinedVerdict) -> str:
     sent = v.evidence.get("sentence") or ""
     if len(sent) > 160:
         sent = sent[:157] + "…"
+    if v.evidence.get("finding"):
+        cat += f", {v.evidence['finding']}"
     return (f"reply flagged as {cat} (score {v.score:.2f}, led by {v.evidence.get('detector')}): "
             f"\"{sent}\". /new starts a fresh context; /exclude leaves this reply out.")
 
