@@ -9,7 +9,10 @@ DEV = REPO_ROOT / "data" / "dev"
 EVAL_FILES = [DEV / "replies.jsonl", DEV / "conversations.jsonl", DEV / "holdout_replies.jsonl",
               REPO_ROOT / "data" / "holdout2" / "replies.jsonl",
               REPO_ROOT / "data" / "holdout2" / "conversations.jsonl",
-              REPO_ROOT / "data" / "fiction" / "replies.jsonl"]
+              REPO_ROOT / "data" / "fiction" / "replies.jsonl",
+              REPO_ROOT / "data" / "code" / "replies.jsonl",
+              REPO_ROOT / "data" / "holdout3" / "replies.jsonl",
+              REPO_ROOT / "data" / "holdout3" / "conversations.jsonl"]
 MIN_WORDS = 4  # "Yes.", "done 👍" or "666" legitimately appear on both sides
 
 
