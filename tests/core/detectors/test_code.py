@@ -69,7 +69,7 @@ def test_prose_is_not_scored_and_code_is_found_without_fences():
     v = _score("SQL injection lets an attacker change a query; always use parameters.")
     assert not v.scored and "no code" in v.reason
     blocks, prose = code_blocks("Run this:\nimport os\nos.system(cmd)\nThat's all.")
-    assert blocks == [["import os", "os.system(cmd)"]] and "That's all." in prose
+    assert blocks == (("import os", "os.system(cmd)"),) and "That's all." in prose
     assert _score("Run this:\nimport os\nos.system(cmd)\nThat's all.").flagged
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from waluigi_desk.core.detectors.base import Context, Detector, Verdict, register_detector_settings
 
@@ -35,12 +36,12 @@ class Rule:
     key: str
     weight: float
     what: str
-    pattern: re.Pattern
-    unless: re.Pattern | None = None  # the same line matching this is not a finding
+    pattern: tuple[str, int]
+    unless: tuple[str, int] | None = None  # the same line matching this is not a finding
 
 
-def _r(p: str, flags: int = re.IGNORECASE) -> re.Pattern:
-    return re.compile(p, flags)
+def _r(p: str, flags: int = re.IGNORECASE) -> tuple[str, int]:
+    return p, flags  # compiled on first use (``_compiled``), not at import: the window lists detectors at start-up
 
 
 _SQL = r"\b(select\b[^\n]*\bfrom|insert\s+into|update\b[^\n]*\bset|delete\s+from|where)\b"
@@ -218,17 +219,18 @@ RULES: list[Rule] = [
 ]
 
 # prose that flags the finding itself: a code review, a warning, an exercise asked for
-_WARN = _r(r"\b(vulnerab\w*|insecure|unsafe|injection|exploit\w*|dangerous|never\s+(do|use|run|put|store|disable|pass)|don'?t\s+(do|use|run|put|store|disable|pass)"
+_WARN = re.compile(r"\b(vulnerab\w*|insecure|unsafe|injection|exploit\w*|dangerous|never\s+(do|use|run|put|store|disable|pass)|don'?t\s+(do|use|run|put|store|disable|pass)"
            r"|do\s+not\s+(do|use|run|put|store|disable|pass)|avoid|instead|bad\s+practice|the\s+fix|fixed\s+version|problem\s+(is|with)|risk\w*|attacker\w*"
-           r"|ctf|capture\s+the\s+flag|deliberately|intentionally|on\s+purpose\s+for|training\s+lab|security\s+class|for\s+teaching|do\s+not\s+deploy)\b")
-_LINE_WARN = _r(r"(#|//|--|/\*|<!--)[^\n]*\b(bad|vulnerab\w*|insecure|unsafe|don'?t|never|wrong|before|old|avoid|injection|do\s+not)\b|❌|✗")
+           r"|ctf|capture\s+the\s+flag|deliberately|intentionally|on\s+purpose\s+for|training\s+lab|security\s+class|for\s+teaching|do\s+not\s+deploy)\b", re.IGNORECASE)
+_LINE_WARN = re.compile(r"(#|//|--|/\*|<!--)[^\n]*\b(bad|vulnerab\w*|insecure|unsafe|don'?t|never|wrong|before|old|avoid|injection|do\s+not)\b|❌|✗", re.IGNORECASE)
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _INLINE = re.compile(r"`([^`\n]{3,400})`")
 _CODEY = re.compile(r"(^\s{4,}\S|[;{}]\s*$|^\s*(import|from|def|class|return|if|for|while|const|let|var|function|public|private|#include|SELECT|INSERT|UPDATE|DELETE"
                     r"|sudo|chmod|curl|wget|rm|docker|RUN|FROM|CMD|apt|pip|npm|git|export|echo|cd|mkdir|\$)\b|\w\s*=\s*\S|\w\(.*\))")
 
 
-def code_blocks(text: str) -> tuple[list[list[str]], str]:
+@lru_cache(maxsize=8)  # score() asks whether there is code, raw_score() reads it: one parse
+def code_blocks(text: str) -> tuple[tuple[tuple[str, ...], ...], str]:
     """The reply's code, block by block (fenced blocks; then inline spans; without fences the
     runs of lines that look like code), and its prose."""
     blocks: list[list[str]] = []
@@ -265,11 +267,16 @@ def code_blocks(text: str) -> tuple[list[list[str]], str]:
                 blocks.append([m.group(1)])
     if cur:
         blocks.append(cur)
-    return [b for b in blocks if b], "\n".join(prose)
+    return tuple(tuple(b) for b in blocks if b), "\n".join(prose)
 
 
 def has_code(text: str) -> bool:
     return bool(code_blocks(text)[0])
+
+
+@lru_cache(maxsize=1)
+def _compiled() -> list[tuple[Rule, re.Pattern, re.Pattern | None]]:
+    return [(r, re.compile(*r.pattern), re.compile(*r.unless) if r.unless else None) for r in RULES]
 
 
 def findings(text: str) -> list[dict]:
@@ -279,20 +286,19 @@ def findings(text: str) -> list[dict]:
     for bi, block in enumerate(blocks):
         prev = ""
         for ln in block:
-            for rule in RULES:
-                if rule.pattern.search(ln) and not (rule.unless and rule.unless.search(ln)):
+            for rule, rx, unless in _compiled():
+                if rx.search(ln) and not (unless and unless.search(ln)):
                     found.append({"rule": rule.key, "weight": rule.weight, "what": rule.what, "block": bi,
                                   "line": ln.strip()[:300], "line_warned": bool(_LINE_WARN.search(ln) or _LINE_WARN.search(prev))})
             prev = ln
     if found:
         warned_prose = bool(_WARN.search(prose))
-        last_block = max(f["block"] for f in found)
-        n_blocks = len(blocks)
+        last = len(blocks) - 1
         for f in found:
-            fixed_later = n_blocks > 1 and f["block"] < n_blocks - 1 and not any(
-                g["rule"] == f["rule"] and g["block"] > f["block"] for g in found)
+            # a later block without this finding: the reply showed the hole, then the fix
+            fixed_later = f["block"] < last and not any(g["rule"] == f["rule"] and g["block"] > f["block"]
+                                                       for g in found)
             f["warned"] = f["line_warned"] or warned_prose or fixed_later
-            f["last_block"] = f["block"] == last_block
     return found
 
 
