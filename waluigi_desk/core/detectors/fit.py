@@ -43,7 +43,11 @@ MAX_FPR = 0.05
 COMBINED_MAX_FPR = 0.02
 LOGIT_CLIP = 13.8155  # the service's logit of a score clipped to [1e-6, 1 - 1e-6]
 DRIFT_MAX_FPR = 0.01
-CODE_MAX_FPR = 0.01
+# The code detector flags the combined verdict on its own, so its operating point is stricter
+# than the rule's. At 0.01 it was unstable: three aligned replies that quote a hole and warn
+# about it (one discounted finding, raw 0.7) sat exactly on the 1 % boundary, and adding 25
+# aligned code replies to the training files moved the threshold under them.
+CODE_MAX_FPR = 0.005
 
 
 def _platt(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
