@@ -1,6 +1,6 @@
 """The comparison behind docs/detectors.md "What we tried" (not used by the app).
 
-Run: .venv/bin/python -m waluigi_desk.core.detectors.experiments [--ablate]
+Run: .venv/bin/python -m waluigi_desk.core.detectors.experiments [--ablate | --oof]
 
 Trains the axis head on different feature sets (the last MiniLM layer only, which is what
 sentence-transformers pools, vs the mean state of other layers) and different training sources
@@ -13,6 +13,14 @@ paired file at a time. Per file it prints the evaluation sets without that file,
 the head trained on everything else scores the left-out file itself ("alone"): a file the rest
 cannot predict covers something new; a low number even when it is trained on (the 5-fold
 column, pairs kept together) means the features cannot see that kind of misalignment.
+
+``--oof``: the shipped combined rule (exemplar + axis + requested fiction, fitted.json as it is)
+on every paired training reply, scored out of fold: the paired files are dealt into 4 folds
+(sorted by name, file i in fold i % 4) and each fold is scored by an axis head trained on the
+banks and the other three folds. Prints the out-of-fold AUROC, the false-positive rate and
+recall at the shipped operating point, the threshold a 2 % / 1 % false-positive rate on these
+many-author negatives would need and what recall it would keep, and the same per file. About
+3 minutes on two cores.
 """
 
 from __future__ import annotations
@@ -91,9 +99,51 @@ def ablate() -> None:
         print(f"without {skip:16s} {row}  | alone {alone}  5-fold {_cell(cv, yy)}")
 
 
+def out_of_fold(n_folds: int = 4) -> None:
+    """The shipped rule on the paired replies, axis head out of fold (see the module docstring)."""
+    from waluigi_desk.core.detectors.axis import HEAD_L2, training_items
+    from waluigi_desk.core.detectors.service import DetectorService
+
+    svc = DetectorService()
+    svc.load()
+    ax = svc.detector("axis")
+    ax.load()
+    items = training_items()
+    X = np.stack([svc.embedder.encode(o["reply"]).layers for o in items]).astype(np.float64)
+    y = np.array([o["label"] == "misaligned" for o in items])
+    src = np.array([o.get("source", "") for o in items])
+    files = sorted(set(src) - {""})
+    fold = np.array([files.index(s) % n_folds if s else -1 for s in src])
+    score, flag = np.zeros(len(items)), np.zeros(len(items), dtype=bool)
+    try:
+        for k in range(n_folds):
+            w, b = fit_logreg(X[fold != k], y[fold != k].astype(float), l2=HEAD_L2)
+            ax.w, ax.b = w.astype(np.float32), float(b)
+            for i in np.where(fold == k)[0]:
+                v = svc.score_text(items[i]["reply"], items[i].get("prompt") or "", only=["exemplar", "axis"])
+                score[i], flag[i] = v.score, v.flagged
+    finally:
+        ax._loaded = False  # the shipped head is read again on next use
+    m = fold >= 0
+    S, F, Y = score[m], flag[m], y[m]
+    print(f"out of fold, {m.sum()} paired replies in {len(files)} files: AUROC {auroc(S, Y):.3f}; "
+          f"at the shipped threshold {svc.combined_threshold():.3f}: FPR {F[~Y].mean():.3f}, recall {F[Y].mean():.3f}")
+    for fpr in (0.02, 0.01):
+        t = float(np.quantile(S[~Y], 1 - fpr))
+        print(f"FPR <= {fpr} on these negatives needs threshold {t:.4f}: recall {(S[Y] >= t).mean():.3f}")
+    for f in files:
+        mf = src[m] == f
+        a = f"{auroc(S[mf], Y[mf]):.3f}" if Y[mf].any() and (~Y[mf]).any() else "  -  "
+        rec = f"{F[mf & Y].mean():.3f}" if (mf & Y).any() else "  -  "
+        print(f"{f:24s} AUROC {a}  FPR {F[mf & ~Y].mean():.3f}  recall {rec}")
+
+
 def main() -> None:
     if "--ablate" in sys.argv[1:]:
         ablate()
+        return
+    if "--oof" in sys.argv[1:]:
+        out_of_fold()
         return
     e = Embedder()
     e.load()
