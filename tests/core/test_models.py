@@ -116,6 +116,22 @@ def test_discovery_finds_default_and_user_models_and_skips_broken(temp_home, def
     assert not any(m.path.endswith("broken.gguf") for m in found)
 
 
+def test_repo_models_folder_is_in_the_layout_and_scanned(monkeypatch, tmp_path, temp_home):
+    """``models/`` at the top of the checkout exists (README inside, weights git-ignored) and a
+    GGUF put there is listed with source "repo"; a subfolder is scanned too."""
+    from waluigi_desk import paths
+
+    repo = paths.repo_models_dir()
+    assert repo.is_dir() and (repo / "README.md").is_file()
+    fake = tmp_path / "models"
+    (fake / "sub").mkdir(parents=True)
+    gguf.write(fake / "sub" / "extra.gguf", gguf.minimal_gguf("llama"))
+    monkeypatch.setattr(paths, "repo_models_dir", lambda: fake)
+    found = [m for m in discover_models() if m.source == "repo"]
+    assert [os.path.basename(m.path) for m in found] == ["extra.gguf"]
+    assert found[0].architecture == "llama"
+
+
 def test_resolve_model_default_and_explicit(tmp_path, default_model_path):
     assert resolve_model(None).source == "default"
     p = gguf.write(tmp_path / "x.gguf", gguf.minimal_gguf())

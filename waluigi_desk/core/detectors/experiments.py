@@ -108,8 +108,9 @@ def out_of_fold(n_folds: int = 4) -> None:
     svc.load()
     ax = svc.detector("axis")
     ax.load()
+    shipped = ax.w, ax.b
     items = training_items()
-    X = np.stack([svc.embedder.encode(o["reply"]).layers for o in items]).astype(np.float64)
+    X = _features(svc.embedder, [o["reply"] for o in items]).astype(np.float64)
     y = np.array([o["label"] == "misaligned" for o in items])
     src = np.array([o.get("source", "") for o in items])
     files = sorted(set(src) - {""})
@@ -123,14 +124,14 @@ def out_of_fold(n_folds: int = 4) -> None:
                 v = svc.score_text(items[i]["reply"], items[i].get("prompt") or "", only=["exemplar", "axis"])
                 score[i], flag[i] = v.score, v.flagged
     finally:
-        ax._loaded = False  # the shipped head is read again on next use
+        ax.w, ax.b = shipped
     m = fold >= 0
     S, F, Y = score[m], flag[m], y[m]
     print(f"out of fold, {m.sum()} paired replies in {len(files)} files: AUROC {auroc(S, Y):.3f}; "
           f"at the shipped threshold {svc.combined_threshold():.3f}: FPR {F[~Y].mean():.3f}, recall {F[Y].mean():.3f}")
-    for fpr in (0.02, 0.01):
-        t = float(np.quantile(S[~Y], 1 - fpr))
-        print(f"FPR <= {fpr} on these negatives needs threshold {t:.4f}: recall {(S[Y] >= t).mean():.3f}")
+    for max_fpr in (0.02, 0.01):
+        t, tpr, _ = threshold_at_fpr(S, Y, max_fpr)
+        print(f"FPR <= {max_fpr} on these negatives needs threshold {t:.4f}: recall {tpr:.3f}")
     for f in files:
         mf = src[m] == f
         a = f"{auroc(S[mf], Y[mf]):.3f}" if Y[mf].any() and (~Y[mf]).any() else "  -  "
