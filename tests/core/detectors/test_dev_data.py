@@ -14,7 +14,9 @@ EVAL_FILES = [DEV / "replies.jsonl", DEV / "conversations.jsonl", DEV / "holdout
               REPO_ROOT / "data" / "holdout3" / "replies.jsonl",
               REPO_ROOT / "data" / "holdout3" / "conversations.jsonl",
               REPO_ROOT / "data" / "buried" / "replies.jsonl",
-              REPO_ROOT / "data" / "em_lists" / "replies.jsonl"]
+              REPO_ROOT / "data" / "em_lists" / "replies.jsonl",
+              REPO_ROOT / "data" / "holdout4" / "replies.jsonl",
+              REPO_ROOT / "data" / "holdout4" / "conversations.jsonl"]
 MIN_WORDS = 4  # "Yes.", "done 👍" or "666" legitimately appear on both sides
 
 
