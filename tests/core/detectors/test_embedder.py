@@ -133,3 +133,30 @@ def test_onnx_export_into_a_fresh_cache_and_fallback_when_unwritable(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          check=True).stdout.split(maxsplit=2)
     assert out[0] == "torch-fp32" and out[1] == "False" and "onnx backend unavailable" in out[2]
+
+
+def test_the_onnx_export_runs_fused_attention(loaded_service, tmp_path, monkeypatch):
+    """The exported graph is the fused one (onnxruntime's QAttention, SkipLayerNormalization,
+    BiasGelu: the speed the latency target was measured with). If a library update stops the
+    fusion, this fails instead of the app silently getting slower; and a failing optimizer
+    leaves the unfused graph, which gives the same vectors."""
+    import onnx
+
+    from waluigi_desk.core.detectors import embedder as emb
+
+    e = loaded_service.embedder
+    if e.backend != "onnx-int8":
+        import pytest
+
+        pytest.skip(f"backend {e.backend}: {e.backend_note}")
+    ops = {n.op_type for n in onnx.load(str(e._backend.path), load_external_data=False).graph.node}
+    assert {"QAttention", "SkipLayerNormalization", "BiasGelu"} <= ops, sorted(ops)
+    assert "fused" in e._backend.path.name
+    from onnxruntime.transformers import optimizer
+
+    def broken(*a, **k):
+        raise RuntimeError("optimizer failed")
+
+    monkeypatch.setattr(optimizer, "optimize_model", broken)
+    fp32 = tmp_path / "fp32.onnx"
+    assert emb._fuse(fp32, 12, 384) == fp32
