@@ -23,6 +23,8 @@
    misaligned turn), threshold at <= 1 false alarm per 100 clean turns.
 6. trigger: calibrated leave-one-out on its own banks (the dev data has no labelled triggers).
 Everything is written to ``resources/detectors/fitted.json``. The ``check`` split is never used.
+"Dev data" is whatever ``waluigi-desk fit`` is given: by default the dev set and holdout3 (its fit
+half; see ``waluigi_desk/commands/fit.py``).
 """
 
 from __future__ import annotations
