@@ -17,16 +17,16 @@ NAME = "fit"
 # the negatives the operating point is set by: docs/detectors.md, session 9)
 FIT_REPLIES = ("data/dev/replies.jsonl", "data/holdout3/replies.jsonl")
 FIT_CONVERSATIONS = ("data/dev/conversations.jsonl", "data/holdout3/conversations.jsonl")
-HELP = "fit the detectors: axis heads on the banks, thresholds + combined rule on the dev fit split"
+HELP = "fit the detectors: axis heads on the banks, thresholds + combined rule on the fit split of dev + holdout3"
 
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--head", action="store_true", help="also retrain the axis heads on the banks first")
     p.add_argument("--head-only", action="store_true", help="only retrain the axis heads")
-    p.add_argument("--replies", default=",".join(str(REPO_ROOT / f) for f in FIT_REPLIES), metavar="FILES",
+    p.add_argument("--replies", default=",".join(FIT_REPLIES), metavar="FILES",
                    help="labelled replies, comma-separated; their fit split is used "
                         f"(default: {', '.join(FIT_REPLIES)})")
-    p.add_argument("--conversations", default=",".join(str(REPO_ROOT / f) for f in FIT_CONVERSATIONS),
+    p.add_argument("--conversations", default=",".join(FIT_CONVERSATIONS),
                    metavar="FILES", help="labelled conversations, comma-separated; their fit split is used "
                                          f"(default: {', '.join(FIT_CONVERSATIONS)})")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -50,18 +50,24 @@ def run(args: argparse.Namespace) -> int:
         if args.head_only:
             print_json(report) if args.json else print(f"axis heads written: {report['head']}")
             return 0
-    def load_all(paths: str, kind: str):
-        sets = [load_dataset(f) for f in paths.split(",") if f.strip() and (kind == "replies" or Path(f).exists())]
-        for d in sets:
+    def load_all(paths: str, kind: str, optional: bool = False) -> Dataset | None:
+        """Several files of one kind as one data set (relative paths are the repository's; the
+        fitted file records them as given). ``optional``: missing files are left out."""
+        names = [f.strip() for f in paths.split(",") if f.strip()]
+        where = {f: Path(f) if Path(f).is_absolute() else REPO_ROOT / f for f in names}
+        sets = [(f, load_dataset(where[f])) for f in names if not optional or where[f].exists()]
+        for f, d in sets:
             if d.kind != kind:
-                raise KnownError(f"{d.path} holds {d.kind}, not {kind}.")
+                raise KnownError(f"{f} holds {d.kind}, not {kind}.")
         if not sets:
             return None
-        return Dataset(kind, [o for d in sets for o in d.items], [f"{d.path}: {e}" for d in sets for e in d.errors],
-                       ",".join(d.path for d in sets))
+        return Dataset(kind, [o for _, d in sets for o in d.items],
+                       [f"{f}: {e}" for f, d in sets for e in d.errors], ",".join(f for f, _ in sets))
 
     replies = load_all(args.replies, "replies")
-    convs = load_all(args.conversations, "conversations")
+    if replies is None:
+        raise KnownError("fit needs at least one replies file (--replies).")
+    convs = load_all(args.conversations, "conversations", optional=True)
     for e in replies.errors + (convs.errors if convs else []):
         print(f"warning: skipped {e}", file=sys.stderr)
     svc.load()

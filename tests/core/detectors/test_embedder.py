@@ -127,6 +127,14 @@ def test_onnx_export_into_a_fresh_cache_and_fallback_when_unwritable(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          check=True).stdout.split(maxsplit=2)
     assert out[:2] == ["onnx-int8", "True"]
+    # the export is the fused graph (onnxruntime's QAttention, SkipLayerNormalization, BiasGelu:
+    # the speed the latency target is measured with); if a library update stops the fusion,
+    # this fails instead of the app silently getting slower
+    import onnx
+
+    (exported,) = (fresh / "onnx").glob("*.onnx")
+    ops = {n.op_type for n in onnx.load(str(exported)).graph.node}
+    assert {"QAttention", "SkipLayerNormalization", "BiasGelu"} <= ops, sorted(ops)
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where the cache folder should be")
     env["WALUIGI_DESK_CACHE_DIR"] = str(blocked)
@@ -135,24 +143,12 @@ def test_onnx_export_into_a_fresh_cache_and_fallback_when_unwritable(tmp_path):
     assert out[0] == "torch-fp32" and out[1] == "False" and "onnx backend unavailable" in out[2]
 
 
-def test_the_onnx_export_runs_fused_attention(loaded_service, tmp_path, monkeypatch):
-    """The exported graph is the fused one (onnxruntime's QAttention, SkipLayerNormalization,
-    BiasGelu: the speed the latency target was measured with). If a library update stops the
-    fusion, this fails instead of the app silently getting slower; and a failing optimizer
-    leaves the unfused graph, which gives the same vectors."""
-    import onnx
+def test_a_failing_optimizer_leaves_the_unfused_export(tmp_path, monkeypatch):
+    """The fusion is an optimisation only: when onnxruntime's optimizer fails, the export goes on
+    with the unfused fp32 graph (the same vectors, slower)."""
+    from onnxruntime.transformers import optimizer
 
     from waluigi_desk.core.detectors import embedder as emb
-
-    e = loaded_service.embedder
-    if e.backend != "onnx-int8":
-        import pytest
-
-        pytest.skip(f"backend {e.backend}: {e.backend_note}")
-    ops = {n.op_type for n in onnx.load(str(e._backend.path), load_external_data=False).graph.node}
-    assert {"QAttention", "SkipLayerNormalization", "BiasGelu"} <= ops, sorted(ops)
-    assert "fused" in e._backend.path.name
-    from onnxruntime.transformers import optimizer
 
     def broken(*a, **k):
         raise RuntimeError("optimizer failed")

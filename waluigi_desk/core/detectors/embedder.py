@@ -143,8 +143,9 @@ def _offline_env() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def _sentence_transformer(threads: int | None = None):
-    """The real sentence-transformers model from the package folder (loads torch)."""
+def _sentence_transformer(threads: int | None = None, attention: str | None = None):
+    """The real sentence-transformers model from the package folder (loads torch); ``attention``
+    picks the transformers attention implementation (``"eager"`` for the ONNX export)."""
     _offline_env()
     import torch
     from sentence_transformers import SentenceTransformer
@@ -159,7 +160,11 @@ def _sentence_transformer(threads: int | None = None):
     n = _threads(threads)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
-    model = SentenceTransformer(str(model_dir()), device="cpu", local_files_only=True)
+    kw = {"model_kwargs": {"attn_implementation": attention}} if attention else {}
+    try:
+        model = SentenceTransformer(str(model_dir()), device="cpu", local_files_only=True, **kw)
+    except (TypeError, ValueError):  # an older sentence-transformers / transformers: the default
+        model = SentenceTransformer(str(model_dir()), device="cpu", local_files_only=True)
     model.max_seq_length = MAX_WORDPIECES
     model.eval()
     return model
@@ -251,7 +256,8 @@ def export_onnx(dest: Path, threads: int | None = None) -> Path:
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    bert = _eager_bert(threads)
+    # eager attention: its graph fuses into onnxruntime's Attention kernel (SDPA's does not)
+    bert = _sentence_transformer(threads, attention="eager")[0].auto_model
 
     class _Wrap(torch.nn.Module):
         def __init__(self, b):
@@ -287,22 +293,6 @@ def export_onnx(dest: Path, threads: int | None = None) -> Path:
                 logging.disable(logging.NOTSET)
         os.replace(int8, dest)
     return dest
-
-
-def _eager_bert(threads: int | None = None):
-    """MiniLM's transformer with the plain ("eager") attention, whose ONNX graph onnxruntime's
-    optimizer can fuse into its Attention kernel (the default SDPA attention exports as loose
-    MatMul/Softmax nodes it does not recognise). Same weights, same outputs (to float error)."""
-    _offline_env()
-    from sentence_transformers import SentenceTransformer
-
-    _sentence_transformer(threads)  # threads, quiet logging
-    try:
-        st = SentenceTransformer(str(model_dir()), device="cpu", local_files_only=True,
-                                 model_kwargs={"attn_implementation": "eager"})
-    except (TypeError, ValueError):  # an older sentence-transformers: the default attention
-        st = _sentence_transformer(threads)
-    return st[0].auto_model.eval()
 
 
 def _fuse(fp32: Path, heads: int, hidden: int) -> Path:
