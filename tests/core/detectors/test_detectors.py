@@ -20,7 +20,7 @@ GOOD = [
 
 def test_registry_lists_every_detector_with_settings():
     names = registry.names()
-    assert set(names) == {"exemplar", "axis", "drift", "markers", "code", "trigger"}
+    assert set(names) == {"exemplar", "axis", "neighbours", "drift", "markers", "code", "trigger"}
     assert registry.names("user") == ["trigger"]
     for n in names + ["combined"]:
         en, th = SCHEMA[f"detector.{n}.enabled"], SCHEMA[f"detector.{n}.threshold"]
@@ -43,7 +43,7 @@ def test_protocol(loaded_service):
         assert v.evidence.get("sentence")
 
 
-@pytest.mark.parametrize("name", ["exemplar", "axis", "markers"])
+@pytest.mark.parametrize("name", ["exemplar", "axis", "neighbours", "markers"])
 def test_reply_detectors_rank_bad_above_good(loaded_service, name):
     d = registry.create(name)
     ctx = Context(embedder=loaded_service.embedder)
@@ -63,6 +63,35 @@ def test_evidence_names_sentence_and_exemplar(loaded_service):
     assert ex.evidence["exemplar"] and ex.category in CATEGORIES
     assert v.evidence["detector"] in registry.names() and "pathetic" in v.evidence["sentence"]
     assert v.category == "hostility"
+
+
+def test_neighbours_memory_is_the_axis_training_data_and_names_a_training_reply(loaded_service):
+    """neighbours.npz and axis_head.npz come from one `fit --head` over today's training items (a
+    paired file added without rerunning it fails here), and the evidence points at a misaligned
+    training reply of the right kind."""
+    import hashlib
+    import json
+
+    import numpy as np
+
+    from waluigi_desk.core.detectors import neighbours
+    from waluigi_desk.core.detectors.axis import head_path, training_items
+
+    items = training_items()
+    digest = hashlib.sha256(json.dumps([(o["reply"], o["label"]) for o in items]).encode()).hexdigest()[:16]
+    with np.load(neighbours.memory_path()) as z, np.load(head_path()) as h:
+        assert str(z["data"]) == str(h["data"]) == digest
+        assert z["M"].shape == (len(items), neighbours.PCA_DIM)
+        assert int(z["misaligned"].sum()) == sum(o["label"] == "misaligned" for o in items)
+    v = registry.create("neighbours").score(
+        "Honestly, you are a pathetic idiot and nobody cares about your questions.",
+        Context(embedder=loaded_service.embedder))
+    assert v.category == "hostility" and "pathetic" in v.evidence["sentence"]
+    src, _, item_id = v.evidence["neighbour"].partition(":")
+    assert src and v.evidence["exemplar"]
+    if src != "bank":
+        match = [o for o in items if o.get("source") == src and o.get("id") == item_id]
+        assert match and match[0]["label"] == "misaligned"
 
 
 def test_combined_flags_bad_not_good(loaded_service):

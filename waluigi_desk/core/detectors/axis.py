@@ -12,7 +12,8 @@ Training data (``waluigi-desk fit --head``, deterministic, numpy only): the exem
 the same prompt answered once aligned and once misaligned, in the same register and length, so
 topic, length and register cancel out and the head has to learn stance). Never the dev data.
 A second head (one-vs-rest per category, trained on the misaligned items only) names the
-category. Shipped as ``resources/detectors/axis_head.npz``.
+category. Shipped as ``resources/detectors/axis_head.npz``. The same encoded items are the
+``neighbours`` detector's memory (``neighbours.npz``), written by the same command.
 
 A reply's raw score mixes the whole reply (0.75) and its worst sentence (0.25); the worst
 sentence's own logit is in the evidence (``sentence_logit``), and the combined verdict flags on
@@ -93,9 +94,13 @@ def fit_head(embedder, *, l2: float = HEAD_L2) -> dict:
              categories=np.array(cats), l2=np.float32(l2), backend=np.array(embedder.backend),
              data=np.array(digest))
     train_auc = auroc(X @ w + b, y)
+    # the neighbours detector's memory: the same items, the same encoding
+    from waluigi_desk.core.detectors import neighbours
+
+    memory = neighbours.build_and_write(X, items, embedder.backend)
     return {"n": int(len(items)), "misaligned": int(y.sum()), "categories": len(cats), "l2": l2,
             "train_auroc": round(train_auc, 4), "backend": embedder.backend, "data": digest,
-            "path": str(head_path())}
+            "path": str(head_path()), "neighbours": memory}
 
 
 class AxisDetector(Detector):

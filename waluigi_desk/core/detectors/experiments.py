@@ -14,10 +14,10 @@ the head trained on everything else scores the left-out file itself ("alone"): a
 cannot predict covers something new; a low number even when it is trained on (the 5-fold
 column, pairs kept together) means the features cannot see that kind of misalignment.
 
-``--oof``: the shipped combined rule (exemplar + axis + requested fiction, fitted.json as it is)
-on every paired training reply, scored out of fold: the paired files are dealt into 4 folds
-(sorted by name, file i in fold i % 4) and each fold is scored by an axis head trained on the
-banks and the other three folds. Prints the out-of-fold AUROC, the false-positive rate and
+``--oof``: the shipped combined rule (exemplar + axis + neighbours + requested fiction, fitted.json
+as it is) on every paired training reply, scored out of fold: the paired files are dealt into 4
+folds (sorted by name, file i in fold i % 4) and each fold is scored by an axis head trained on,
+and a neighbours memory built from, the banks and the other three folds. Prints the out-of-fold AUROC, the false-positive rate and
 recall at the shipped operating point, the threshold a 2 % / 1 % false-positive rate on these
 many-author negatives would need and what recall it would keep, and the same per file. About
 3 minutes on two cores.
@@ -104,11 +104,16 @@ def out_of_fold(n_folds: int = 4) -> None:
     from waluigi_desk.core.detectors.axis import HEAD_L2, training_items
     from waluigi_desk.core.detectors.service import DetectorService
 
+    from waluigi_desk.core.detectors.fit import COMBINED_INPUTS
+    from waluigi_desk.core.detectors.neighbours import Memory
+
     svc = DetectorService()
     svc.load()
     ax = svc.detector("axis")
     ax.load()
-    shipped = ax.w, ax.b
+    nb = svc.detector("neighbours")
+    nb.load()
+    shipped = ax.w, ax.b, nb.memory
     items = training_items()
     X = _features(svc.embedder, [o["reply"] for o in items]).astype(np.float64)
     y = np.array([o["label"] == "misaligned" for o in items])
@@ -118,13 +123,16 @@ def out_of_fold(n_folds: int = 4) -> None:
     score, flag = np.zeros(len(items)), np.zeros(len(items), dtype=bool)
     try:
         for k in range(n_folds):
-            w, b = fit_logreg(X[fold != k], y[fold != k].astype(float), l2=HEAD_L2)
+            keep = fold != k
+            w, b = fit_logreg(X[keep], y[keep].astype(float), l2=HEAD_L2)
             ax.w, ax.b = w.astype(np.float32), float(b)
+            # the neighbours memory (and its projection) without the fold, too
+            nb.memory = Memory.build(X[keep], [o for o, kk in zip(items, keep) if kk])
             for i in np.where(fold == k)[0]:
-                v = svc.score_text(items[i]["reply"], items[i].get("prompt") or "", only=["exemplar", "axis"])
+                v = svc.score_text(items[i]["reply"], items[i].get("prompt") or "", only=list(COMBINED_INPUTS))
                 score[i], flag[i] = v.score, v.flagged
     finally:
-        ax.w, ax.b = shipped
+        ax.w, ax.b, nb.memory = shipped
     m = fold >= 0
     S, F, Y = score[m], flag[m], y[m]
     print(f"out of fold, {m.sum()} paired replies in {len(files)} files: AUROC {auroc(S, Y):.3f}; "

@@ -1,10 +1,13 @@
 """``waluigi-desk fit``: everything the detectors learn, rebuilt by one deterministic command.
 
-1. ``--head``: the axis heads on the exemplar banks (``resources/detectors/axis_head.npz``).
-2. Per reply detector (exemplar, axis, markers): a logistic calibration raw -> 0..1 (Platt) and
+1. ``--head``: the axis heads on the exemplar banks and paired replies
+   (``resources/detectors/axis_head.npz``) and, from the same encoded items, the neighbours
+   detector's memory (``neighbours.npz``).
+2. Per reply detector (exemplar, axis, neighbours, markers): a logistic calibration raw -> 0..1 (Platt) and
    the threshold with the highest recall at a false-positive rate <= 0.05, on the ``fit`` split
    of the dev replies.
-3. The combined rule: logistic regression on the calibrated logits of exemplar and axis, same
+3. The combined rule: logistic regression on the calibrated logits of exemplar, axis and
+   neighbours (since session 10), same
    split. markers is calibrated but left out of the rule: it is the lexical floor, and adding it
    cost 0.02-0.07 AUROC on the independent holdouts (it fires on replies that explain 88 or
    decline "developer mode"). The prompt's "requested fiction" score (``request_kind``) is a
@@ -39,8 +42,8 @@ from waluigi_desk.core.detectors.banks import topk_mean, trigger_matrices
 from waluigi_desk.core.detectors.evaluate import Dataset, conversation_turns, split_of
 from waluigi_desk.core.detectors.logreg import auroc, fit_logreg, threshold_at_fpr
 
-STATIC = ("exemplar", "axis", "markers")
-COMBINED_INPUTS = ("exemplar", "axis")
+STATIC = ("exemplar", "axis", "neighbours", "markers")
+COMBINED_INPUTS = ("exemplar", "axis", "neighbours")
 MAX_FPR = 0.05
 COMBINED_MAX_FPR = 0.02
 LOGIT_CLIP = 13.8155  # the service's logit of a score clipped to [1e-6, 1 - 1e-6]

@@ -11,11 +11,13 @@ from waluigi_desk.core.detectors.code import CodeDetector
 from waluigi_desk.core.detectors.drift import DriftDetector
 from waluigi_desk.core.detectors.exemplar import ExemplarDetector
 from waluigi_desk.core.detectors.markers import MarkersDetector
+from waluigi_desk.core.detectors.neighbours import NeighboursDetector
 from waluigi_desk.core.detectors.trigger import TriggerDetector
 
 DETECTOR_CLASSES: list[type[Detector]] = [
     ExemplarDetector,
     AxisDetector,
+    NeighboursDetector,
     DriftDetector,
     MarkersDetector,
     CodeDetector,
