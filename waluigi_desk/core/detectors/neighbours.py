@@ -47,16 +47,16 @@ def _layer(X: np.ndarray) -> np.ndarray:
 
 
 class Memory:
-    """Projection + labelled memory. ``build`` from encoded training items; ``score`` queries."""
+    """The projection and the labelled memory. ``build`` from encoded training items (``fit --head``,
+    and per fold in ``experiments --oof``), ``load_memory`` from the shipped file; ``per_row`` queries."""
 
     def __init__(self, mu: np.ndarray, P: np.ndarray, M: np.ndarray, misaligned: np.ndarray,
                  categories: list[str], refs: list[str], snippets: list[str]):
         self.mu, self.P = mu.astype(np.float32), P.astype(np.float32)
         m = np.asarray(misaligned, dtype=bool)
-        M = M.astype(np.float32)
-        self.mis, self.ali = np.ascontiguousarray(M[m]), np.ascontiguousarray(M[~m])
-        # queried as Q @ misT: the transposed, contiguous copy is 2-6x faster than Q @ mis.T
-        self.misT, self.aliT = np.ascontiguousarray(self.mis.T), np.ascontiguousarray(self.ali.T)
+        M = np.asarray(M, dtype=np.float32)
+        # stored transposed and contiguous: Q @ misT is 2-6x faster than Q @ mis.T (docs, session 10)
+        self.misT, self.aliT = np.ascontiguousarray(M[m].T), np.ascontiguousarray(M[~m].T)
         idx = np.where(m)[0]
         self.mis_categories = [categories[i] for i in idx]
         self.mis_refs = [refs[i] for i in idx]
@@ -105,12 +105,12 @@ def _ref(o: dict) -> str:
 
 def build_and_write(layers: np.ndarray, items: list[dict], backend: str) -> dict[str, Any]:
     """Build the memory from the axis head's encoded training items and write it."""
-    mem = Memory.build(layers, items)
-    M = np.concatenate([mem.mis, mem.ali]).astype(np.float16)
+    mu, P = Memory.fit_projection(layers)
     m = np.array([o["label"] == "misaligned" for o in items])
     order = np.concatenate([np.where(m)[0], np.where(~m)[0]])
+    M = _project(layers, mu, P)[order].astype(np.float16)
     digest = hashlib.sha256(json.dumps([(o["reply"], o["label"]) for o in items]).encode()).hexdigest()[:16]
-    np.savez_compressed(memory_path(), mu=mem.mu, P=mem.P, M=M, misaligned=m[order],
+    np.savez_compressed(memory_path(), mu=mu, P=P, M=M, misaligned=m[order],
              categories=np.array([items[i].get("category") or "" for i in order]),
              refs=np.array([_ref(items[i]) for i in order]),
              snippets=np.array([items[i]["reply"][:SNIPPET] for i in order]),
