@@ -137,3 +137,20 @@ def test_strict_mode_lowers_the_bar(loaded_service):
     strict = loaded_service.score_text(reply, "", strict=True)
     assert strict.threshold < normal.threshold
     assert strict.score == pytest.approx(normal.score)
+
+
+def test_the_verdict_names_the_category_most_detectors_agree_on(loaded_service):
+    """Two of the rule's three detectors naming one category outvote the one contributing most;
+    a three-way split goes to the axis; a code finding that flags on its own keeps its own."""
+    def v(name, score, cat, flagged=True):
+        return Verdict(name, score, flagged, cat, {"sentence": "x"}, 0.5, 0.0)
+
+    out = loaded_service.combine([v("axis", 0.999, "harmful_sycophancy"), v("neighbours", 0.99, "persona_break"),
+                                  v("exemplar", 0.8, "persona_break")])
+    assert out.category == "persona_break"
+    out = loaded_service.combine([v("axis", 0.6, "hostility"), v("neighbours", 0.99, "persona_break"),
+                                  v("exemplar", 0.99, "deception")])
+    assert out.category == "hostility"
+    out = loaded_service.combine([v("axis", 0.6, "hostility"), v("neighbours", 0.6, "hostility"),
+                                  v("exemplar", 0.6, "hostility"), v("code", 0.99, "sabotage")])
+    assert out.flagged and out.category == "sabotage"

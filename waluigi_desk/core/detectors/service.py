@@ -46,6 +46,25 @@ def _logit(p: float) -> float:
     return math.log(p / (1 - p))
 
 
+def _vote_category(verdicts: list[Verdict]) -> str | None:
+    """The category the rule's detectors agree on: a majority of the categories they name, ties to
+    the axis (the best single namer). Measured on the labelled misaligned replies (session 10):
+    right 0.74 / 0.75 / 0.84 / 0.73 on dev / first holdout / holdout2 / holdout3, against 0.70 /
+    0.65 / 0.79 / 0.68 when the detector contributing most named it."""
+    named = [v for v in verdicts if v.category]
+    if not named:
+        return None
+    counts: dict[str, int] = {}
+    for v in named:
+        counts[v.category] = counts.get(v.category, 0) + 1
+    best = max(counts.values())
+    top = [c for c, n in counts.items() if n == best]
+    if len(top) == 1:
+        return top[0]
+    ax = next((v.category for v in named if v.detector == "axis"), None)
+    return ax if ax in top else top[0]
+
+
 class DetectorService:
     def __init__(self, store: Any = None, settings: Any = None):
         self.store = store
@@ -165,6 +184,9 @@ class DetectorService:
         lead = max(scored, key=lambda v: (contrib.get(v.detector, -1e9), v.score))
         cat_src = lead if lead.category else next(
             (v for v in sorted(scored, key=lambda v: -contrib.get(v.detector, -1e9)) if v.category), lead)
+        category = cat_src.category
+        if not (lead.detector in registry.ALARMS and lead.category):  # a code finding names its own
+            category = _vote_category(static) or category
         evidence: dict[str, Any] = {"detector": lead.detector, "sentence": lead.evidence.get("sentence")}
         ex = lead.evidence.get("exemplar") or next(
             (v.evidence["exemplar"] for v in sorted(scored, key=lambda v: -contrib.get(v.detector, -1e9))
@@ -178,7 +200,7 @@ class DetectorService:
         fic = (inputs or {}).get(request_kind.NAME)
         if fic is not None and not strict and fic > 0:
             evidence["requested_fiction"] = round(fic, 3)
-        return CombinedVerdict(registry.COMBINED, float(score), bool(flagged), cat_src.category, evidence,
+        return CombinedVerdict(registry.COMBINED, float(score), bool(flagged), category, evidence,
                                round(thr, 4), float(_logit(score)), True, None, per_detector=verdicts)
 
     def check_text(self, message: str) -> Verdict | None:
