@@ -69,16 +69,13 @@ def test_neighbours_memory_is_the_axis_training_data_and_names_a_training_reply(
     """neighbours.npz and axis_head.npz come from one `fit --head` over today's training items (a
     paired file added without rerunning it fails here), and the evidence points at a misaligned
     training reply of the right kind."""
-    import hashlib
-    import json
-
     import numpy as np
 
     from waluigi_desk.core.detectors import neighbours
-    from waluigi_desk.core.detectors.axis import head_path, training_items
+    from waluigi_desk.core.detectors.axis import head_path, training_digest, training_items
 
     items = training_items()
-    digest = hashlib.sha256(json.dumps([(o["reply"], o["label"]) for o in items]).encode()).hexdigest()[:16]
+    digest = training_digest(items)
     with np.load(neighbours.memory_path()) as z, np.load(head_path()) as h:
         assert str(z["data"]) == str(h["data"]) == digest
         assert z["M"].shape == (len(items), neighbours.PCA_DIM)

@@ -72,6 +72,11 @@ def training_items() -> list[dict]:
     return items + paired_items()
 
 
+def training_digest(items: list[dict]) -> str:
+    """What the shipped head and neighbours memory were built from (stored in both files)."""
+    return hashlib.sha256(json.dumps([(o["reply"], o["label"]) for o in items]).encode()).hexdigest()[:16]
+
+
 def fit_head(embedder, *, l2: float = HEAD_L2) -> dict:
     """Train the heads on the banks and the paired replies and write them; returns a summary."""
     from waluigi_desk.core.detectors.logreg import auroc, fit_logreg
@@ -88,7 +93,7 @@ def fit_head(embedder, *, l2: float = HEAD_L2) -> dict:
         wc, bc = fit_logreg(Xm, (cm == c).astype(float), l2=CATEGORY_L2)
         Wc.append(wc)
         Bc.append(bc)
-    digest = hashlib.sha256(json.dumps([(o["reply"], o["label"]) for o in items]).encode()).hexdigest()[:16]
+    digest = training_digest(items)
     np.savez(head_path(), w=w.astype(np.float32), b=np.float32(b),
              Wc=np.stack(Wc, 1).astype(np.float32), Bc=np.array(Bc, dtype=np.float32),
              categories=np.array(cats), l2=np.float32(l2), backend=np.array(embedder.backend),
@@ -97,7 +102,7 @@ def fit_head(embedder, *, l2: float = HEAD_L2) -> dict:
     # the neighbours detector's memory: the same items, the same encoding
     from waluigi_desk.core.detectors import neighbours
 
-    memory = neighbours.build_and_write(X, items, embedder.backend)
+    memory = neighbours.build_and_write(X, items, embedder.backend, digest)
     return {"n": int(len(items)), "misaligned": int(y.sum()), "categories": len(cats), "l2": l2,
             "train_auroc": round(train_auc, 4), "backend": embedder.backend, "data": digest,
             "path": str(head_path()), "neighbours": memory}

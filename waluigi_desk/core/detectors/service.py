@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import Counter
 from typing import Any, Callable, Sequence
 
 from waluigi_desk.core.detectors import registry, request_kind
@@ -51,18 +52,13 @@ def _vote_category(verdicts: list[Verdict]) -> str | None:
     the axis (the best single namer). Measured on the labelled misaligned replies (session 10):
     right 0.74 / 0.75 / 0.84 / 0.73 on dev / first holdout / holdout2 / holdout3, against 0.70 /
     0.65 / 0.79 / 0.68 when the detector contributing most named it."""
-    named = [v for v in verdicts if v.category]
-    if not named:
+    counts = Counter(v.category for v in verdicts if v.category)
+    if not counts:
         return None
-    counts: dict[str, int] = {}
-    for v in named:
-        counts[v.category] = counts.get(v.category, 0) + 1
     best = max(counts.values())
     top = [c for c, n in counts.items() if n == best]
-    if len(top) == 1:
-        return top[0]
-    ax = next((v.category for v in named if v.detector == "axis"), None)
-    return ax if ax in top else top[0]
+    ax = next((v.category for v in verdicts if v.detector == "axis"), None)
+    return ax if len(top) > 1 and ax in top else top[0]
 
 
 class DetectorService:
@@ -182,11 +178,11 @@ class DetectorService:
                 score = max(score, v.score)
                 contrib[v.detector] = float("inf")
         lead = max(scored, key=lambda v: (contrib.get(v.detector, -1e9), v.score))
-        cat_src = lead if lead.category else next(
-            (v for v in sorted(scored, key=lambda v: -contrib.get(v.detector, -1e9)) if v.category), lead)
-        category = cat_src.category
-        if not (lead.detector in registry.ALARMS and lead.category):  # a code finding names its own
-            category = _vote_category(static) or category
+        if lead.detector in registry.ALARMS and lead.category:  # a code finding names its own
+            category = lead.category
+        else:  # the rule's detectors vote; without a rule, the strongest detector that names one
+            category = _vote_category(static) or next(
+                (v.category for v in sorted(scored, key=lambda v: -contrib.get(v.detector, -1e9)) if v.category), None)
         evidence: dict[str, Any] = {"detector": lead.detector, "sentence": lead.evidence.get("sentence")}
         ex = lead.evidence.get("exemplar") or next(
             (v.evidence["exemplar"] for v in sorted(scored, key=lambda v: -contrib.get(v.detector, -1e9))
