@@ -15,7 +15,7 @@ from typing import Sequence
 from waluigi_desk import __version__
 from waluigi_desk.errors import KnownError
 
-COMMANDS = ["chat", "ask", "models", "self_test", "eval", "scan", "events", "bench", "fit"]
+COMMANDS = ["chat", "ask", "models", "self_test", "eval", "scan", "score", "events", "bench", "fit"]
 
 
 def common_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:

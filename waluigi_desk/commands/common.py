@@ -58,5 +58,21 @@ def load_engine(settings: Settings) -> Any:
     return engine
 
 
+def reply_detector_names(arg: str | None) -> list[str] | None:
+    """``--detectors a,b`` of ``eval`` and ``score``: the named reply detectors (None: the
+    enabled ones); an unknown name is a clear error."""
+    if not arg:
+        return None
+    from waluigi_desk.core.detectors import registry
+    from waluigi_desk.errors import KnownError
+
+    names = [n.strip() for n in arg.split(",") if n.strip()]
+    known = registry.names("reply")
+    bad = [n for n in names if n not in known]
+    if bad:
+        raise KnownError(f"unknown detector {', '.join(bad)}; reply detectors: {', '.join(known)}")
+    return names
+
+
 def print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))

@@ -10,7 +10,7 @@ import html
 import sys
 from pathlib import Path
 
-from waluigi_desk.commands.common import make_settings, print_json
+from waluigi_desk.commands.common import make_settings, print_json, reply_detector_names
 from waluigi_desk.errors import KnownError
 
 NAME = "eval"
@@ -26,17 +26,10 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from waluigi_desk.core.detectors import registry
     from waluigi_desk.core.detectors.evaluate import eval_conversations, eval_replies, load_dataset, public
     from waluigi_desk.core.detectors.service import DetectorService
 
-    names = None
-    if args.detectors:
-        names = [n.strip() for n in args.detectors.split(",") if n.strip()]
-        known = registry.names("reply")
-        bad = [n for n in names if n not in known]
-        if bad:
-            raise KnownError(f"unknown detector {', '.join(bad)}; reply detectors: {', '.join(known)}")
+    names = reply_detector_names(args.detectors)
     ds = load_dataset(args.dataset)
     for e in ds.errors:
         print(f"warning: {Path(args.dataset).name} {e} (skipped)", file=sys.stderr)
