@@ -171,12 +171,15 @@ class DetectorService:
             flagged = True
             score = max(score, thr)
             contrib["axis"] = float("inf")
-        # a flagged detector outside the fitted rule (drift, code) flags on its own
+        # a flagged detector outside the fitted rule (drift, code) flags on its own; it leads the
+        # verdict (names the sentence, and the detector in the banner) when it alone flagged, or
+        # when it names a finding (code), not when the rule had flagged the reply anyway
         for v in scored:
             if v.detector not in weights and v.flagged and v.detector in registry.ALARMS:
+                if not flagged or v.evidence.get("finding"):
+                    contrib[v.detector] = float("inf")
                 flagged = True
                 score = max(score, v.score)
-                contrib[v.detector] = float("inf")
         lead = max(scored, key=lambda v: (contrib.get(v.detector, -1e9), v.score))
         if lead.detector in registry.ALARMS and lead.category:  # a code finding names its own
             category = lead.category
