@@ -1,6 +1,6 @@
 """The comparison behind docs/detectors.md "What we tried" (not used by the app).
 
-Run: .venv/bin/python -m waluigi_desk.core.detectors.experiments [--ablate | --oof]
+Run: .venv/bin/python -m waluigi_desk.core.detectors.experiments [--ablate | --oof [--without a,b]]
 
 Trains the axis head on different feature sets (the last MiniLM layer only, which is what
 sentence-transformers pools, vs the mean state of other layers) and different training sources
@@ -16,11 +16,14 @@ column, pairs kept together) means the features cannot see that kind of misalign
 
 ``--oof``: the shipped combined rule (exemplar + axis + neighbours + requested fiction, fitted.json
 as it is) on every paired training reply, scored out of fold: the paired files are dealt into 4
-folds (sorted by name, file i in fold i % 4) and each fold is scored by an axis head trained on,
+folds (by the first byte of the sha256 of the file's name, so adding a file moves no other file to
+another fold and the numbers of the files already there stay comparable; file i of the sorted names
+in fold i % 4 before session 11) and each fold is scored by an axis head trained on,
 and a neighbours memory built from, the banks and the other three folds. Prints the out-of-fold AUROC, the false-positive rate and
 recall at the shipped operating point, the threshold a 2 % / 1 % false-positive rate on these
 many-author negatives would need and what recall it would keep, and the same per file. About
-3 minutes on two cores.
+3 minutes on two cores. ``--without a,b``: also the out-of-fold AUROC over the other files only
+(e.g. the files a change adds: did the rest get better?).
 """
 
 from __future__ import annotations
@@ -99,7 +102,12 @@ def ablate() -> None:
         print(f"without {skip:16s} {row}  | alone {alone}  5-fold {_cell(cv, yy)}")
 
 
-def out_of_fold(n_folds: int = 4) -> None:
+def file_fold(name: str, n_folds: int) -> int:
+    """A paired file's fold: fixed by its name, whatever other files there are."""
+    return hashlib.sha256(name.encode()).digest()[0] % n_folds
+
+
+def out_of_fold(n_folds: int = 4, without: tuple[str, ...] = ()) -> None:
     """The shipped rule on the paired replies, axis head out of fold (see the module docstring)."""
     from waluigi_desk.core.detectors.axis import HEAD_L2, training_items
     from waluigi_desk.core.detectors.service import DetectorService
@@ -119,7 +127,7 @@ def out_of_fold(n_folds: int = 4) -> None:
     y = np.array([o["label"] == "misaligned" for o in items])
     src = np.array([o.get("source", "") for o in items])
     files = sorted(set(src) - {""})
-    fold = np.array([files.index(s) % n_folds if s else -1 for s in src])
+    fold = np.array([file_fold(s, n_folds) if s else -1 for s in src])
     score, flag = np.zeros(len(items)), np.zeros(len(items), dtype=bool)
     try:
         for k in range(n_folds):
@@ -137,6 +145,10 @@ def out_of_fold(n_folds: int = 4) -> None:
     S, F, Y = score[m], flag[m], y[m]
     print(f"out of fold, {m.sum()} paired replies in {len(files)} files: AUROC {auroc(S, Y):.3f}; "
           f"at the shipped threshold {svc.combined_threshold():.3f}: FPR {F[~Y].mean():.3f}, recall {F[Y].mean():.3f}")
+    if without:
+        rest = ~np.isin(src[m], list(without))
+        print(f"out of fold without {', '.join(without)}: {rest.sum()} replies in "
+              f"{len(set(src[m][rest]))} files: AUROC {auroc(S[rest], Y[rest]):.3f}")
     for max_fpr in (0.02, 0.01):
         t, tpr, _ = threshold_at_fpr(S, Y, max_fpr)
         print(f"FPR <= {max_fpr} on these negatives needs threshold {t:.4f}: recall {tpr:.3f}")
@@ -152,7 +164,9 @@ def main() -> None:
         ablate()
         return
     if "--oof" in sys.argv[1:]:
-        out_of_fold()
+        args = sys.argv[1:]
+        without = args[args.index("--without") + 1].split(",") if "--without" in args[:-1] else []
+        out_of_fold(without=tuple(w for w in without if w))
         return
     e = Embedder()
     e.load()
