@@ -1,8 +1,8 @@
 """``waluigi-desk score REPLY [--prompt PROMPT]``: score one reply with the detectors as the app
 would, and print every detector's verdict next to the combined one. For testers probing a
 detector after changing its settings: it reads the same settings as the window (enabled,
-threshold) and stores no event (only the embedding cache). A prompt that is a known trigger makes the check strict, as in
-the app."""
+threshold) and stores no event (only the embedding cache). A prompt that is a known trigger makes
+the check strict, as in the app."""
 
 from __future__ import annotations
 
