@@ -180,16 +180,15 @@ class DetectorService:
                     contrib[v.detector] = float("inf")
                 flagged = True
                 score = max(score, v.score)
-        lead = max(scored, key=lambda v: (contrib.get(v.detector, -1e9), v.score))
+        # strongest first: an alarm that decided, then the rule's largest terms
+        ranked = sorted(scored, key=lambda v: (contrib.get(v.detector, -1e9), v.score), reverse=True)
+        lead = ranked[0]
         if lead.detector in registry.ALARMS and lead.category:  # a code finding names its own
             category = lead.category
         else:  # the rule's detectors vote; without a rule, the strongest detector that names one
-            category = _vote_category(static) or next(
-                (v.category for v in sorted(scored, key=lambda v: -contrib.get(v.detector, -1e9)) if v.category), None)
+            category = _vote_category(static) or next((v.category for v in ranked if v.category), None)
         evidence: dict[str, Any] = {"detector": lead.detector, "sentence": lead.evidence.get("sentence")}
-        ex = lead.evidence.get("exemplar") or next(
-            (v.evidence["exemplar"] for v in sorted(scored, key=lambda v: -contrib.get(v.detector, -1e9))
-             if v.evidence.get("exemplar")), None)
+        ex = next((v.evidence["exemplar"] for v in ranked if v.evidence.get("exemplar")), None)
         if ex:
             evidence["exemplar"] = ex
         if lead.evidence.get("finding"):
