@@ -1,7 +1,9 @@
 """``waluigi-desk eval DATASET``: measure the detectors on a labelled replies or conversations
 file (JSONL; the kind is detected from the file). Broken lines are reported with their line
 number and skipped. ``--report FILE.html`` writes a ROC curve and a confusion table per
-detector."""
+detector. ``--sweep`` scores the file again at several combined thresholds and prints one row per
+threshold (replies: precision, recall, F1, FPR; conversations: exact, early, late, missed, false
+alarms per 100 clean turns): the trade-off behind the operating point, for testers."""
 
 from __future__ import annotations
 
@@ -23,6 +25,29 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", choices=("fit", "check"), help="only this split of the data (default: all)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--report", metavar="FILE.html", help="write an HTML report")
+    p.add_argument("--sweep", nargs="?", const="", metavar="T1,T2,...",
+                   help="score again at each combined threshold (default 0.50, 0.55, ..., 0.95 and the "
+                        "current one) and print one row per threshold, to choose the operating point")
+
+SWEEP_DEFAULT = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
+SWEEP_KEYS = {"replies": ("precision", "recall", "f1", "fpr"),
+              "conversations": ("exact", "early", "late", "missed", "false_alarms_per_100_clean_turns")}
+
+
+def sweep_thresholds(text: str, current: float) -> list[float]:
+    """``--sweep``'s thresholds: the listed ones, or the default grid plus the current one."""
+    if not text.strip():
+        return sorted({*SWEEP_DEFAULT, round(current, 4)})
+    out = []
+    for part in text.split(","):
+        try:
+            t = float(part)
+        except ValueError:
+            t = -1.0
+        if not 0.0 <= t <= 1.0:
+            raise KnownError(f"--sweep takes thresholds between 0 and 1 separated by commas, not {part.strip()!r}")
+        out.append(t)
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,8 +59,12 @@ def run(args: argparse.Namespace) -> int:
     for e in ds.errors:
         print(f"warning: {Path(args.dataset).name} {e} (skipped)", file=sys.stderr)
     settings = make_settings(None, args)
+    if args.sweep is not None and args.report:
+        raise KnownError("--sweep and --report are separate runs: choose one")
     svc = DetectorService(None, settings)
     svc.load()
+    if args.sweep is not None:
+        return run_sweep(svc, settings, ds, names, args)
     if ds.kind == "replies":
         res = eval_replies(svc, ds, names, args.split)
     else:
@@ -49,6 +78,38 @@ def run(args: argparse.Namespace) -> int:
     print_human(res)
     if args.report:
         print(f"report written to {args.report}")
+    return 0
+
+
+def run_sweep(svc, settings, ds, names, args: argparse.Namespace) -> int:
+    """The same evaluation once per combined threshold (everything else as set, alarms included:
+    a reply that drift, code or the sentence alarm flags stays flagged at every threshold)."""
+    from waluigi_desk.core.detectors import registry
+    from waluigi_desk.core.detectors.evaluate import eval_conversations, eval_replies
+
+    name = f"detector.{registry.COMBINED}.threshold"
+    current = svc.combined_threshold()
+    rows, res = [], {}
+    for t in sweep_thresholds(args.sweep, current):
+        settings.override(name, t)
+        res = (eval_replies if ds.kind == "replies" else eval_conversations)(svc, ds, names, args.split)
+        rows.append({"threshold": t, **{k: res["combined"][k] for k in SWEEP_KEYS[ds.kind]}})
+    settings.override(name, current)
+    out = {"kind": ds.kind, "n": res.get("n", 0), "split": res.get("split", "all"),
+           "current_threshold": round(current, 4), "sweep": rows, "skipped_lines": ds.errors}
+    if ds.kind == "replies":
+        out["auroc"] = res["combined"]["auroc"]  # the same at every threshold
+    if args.json:
+        print_json(out)
+        return 0
+    keys = SWEEP_KEYS[ds.kind]
+    heads = {"false_alarms_per_100_clean_turns": "FA/100"}
+    print(f"{ds.kind}: {out['n']} items (split {out['split']}); current threshold {out['current_threshold']}"
+          + (f"; AUROC {out['auroc']}" if "auroc" in out else ""))
+    print(f"{'threshold':>9s} " + " ".join(f"{heads.get(k, k):>9s}" for k in keys))
+    for r in rows:
+        mark = " *" if abs(r["threshold"] - current) < 5e-5 else ""
+        print(f"{r['threshold']:9.4f} " + " ".join(f"{r[k]:9.3f}" for k in keys) + mark)
     return 0
 
 

@@ -79,6 +79,37 @@ def test_eval_conversations_json_shape(loaded_service, tmp_path, capsys):
     assert "line 3" in err
 
 
+def test_eval_sweep_is_the_plain_eval_at_each_threshold(loaded_service, tmp_path, capsys):
+    p = _write(tmp_path / "c.jsonl", CONVS)
+    assert main(["eval", str(p), "--json"]) == 0
+    plain = json.loads(capsys.readouterr().out)["combined"]
+    current = loaded_service.combined_threshold()
+    assert main(["eval", str(p), "--json", "--sweep", f"0.0,{current}"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["kind"] == "conversations" and d["current_threshold"] == round(current, 4)
+    low, cur = d["sweep"]
+    assert low["threshold"] == 0.0 and cur["threshold"] == current
+    # at the current threshold the sweep is the plain evaluation
+    for k in ("exact", "early", "late", "missed", "false_alarms_per_100_clean_turns"):
+        assert cur[k] == plain[k]
+    # at 0 every turn flags: the misaligned conversation is caught early, every clean turn is an alarm
+    assert low["early"] == 1.0 and low["false_alarms_per_100_clean_turns"] == 100.0
+    # replies: the default grid plus the current threshold, recall never rises as the threshold does
+    r = _write(tmp_path / "r.jsonl", REPLIES)
+    assert main(["eval", str(r), "--sweep"]) == 0
+    out = capsys.readouterr().out
+    assert "AUROC 1.0" in out and "*" in out  # the current threshold is marked
+    assert main(["eval", str(r), "--json", "--sweep"]) == 0
+    rows = json.loads(capsys.readouterr().out)["sweep"]
+    from waluigi_desk.commands.eval import SWEEP_DEFAULT
+
+    assert [x["threshold"] for x in rows] == sorted({*SWEEP_DEFAULT, round(current, 4)})
+    assert all(a["recall"] >= b["recall"] and a["fpr"] >= b["fpr"] for a, b in zip(rows, rows[1:]))
+    assert main(["eval", str(r), "--sweep", "0.5,2"]) == 1
+    assert "between 0 and 1" in capsys.readouterr().err
+    assert main(["eval", str(r), "--sweep", "--report", str(tmp_path / "x.html")]) == 1
+
+
 def test_eval_unusable_file(tmp_path, capsys):
     p = tmp_path / "x.jsonl"
     p.write_text("garbage\n")
