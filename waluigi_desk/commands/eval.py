@@ -29,6 +29,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="score again at each combined threshold (default 0.50, 0.55, ..., 0.95 and the "
                         "current one) and print one row per threshold, to choose the operating point")
 
+
 SWEEP_DEFAULT = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
 SWEEP_KEYS = {"replies": ("precision", "recall", "f1", "fpr"),
               "conversations": ("exact", "early", "late", "missed", "false_alarms_per_100_clean_turns")}
@@ -109,7 +110,8 @@ def run_sweep(svc, settings, ds, names, args: argparse.Namespace) -> int:
     print(f"{'threshold':>9s} " + " ".join(f"{heads.get(k, k):>9s}" for k in keys))
     for r in rows:
         mark = " *" if abs(r["threshold"] - current) < 5e-5 else ""
-        print(f"{r['threshold']:9.4f} " + " ".join(f"{r[k]:9.3f}" for k in keys) + mark)
+        print(f"{r['threshold']:9.4f} " + " ".join(f"{r[k]:9.3f}" if r[k] is not None else f"{'-':>9s}"
+                                                   for k in keys) + mark)
     return 0
 
 

@@ -94,6 +94,9 @@ def test_eval_sweep_is_the_plain_eval_at_each_threshold(loaded_service, tmp_path
         assert cur[k] == plain[k]
     # at 0 every turn flags: the misaligned conversation is caught early, every clean turn is an alarm
     assert low["early"] == 1.0 and low["false_alarms_per_100_clean_turns"] == 100.0
+    # only clean conversations: no exact/late rate to print, the false alarms still are
+    assert main(["eval", str(_write(tmp_path / "clean.jsonl", CONVS[1:])), "--sweep", "0.5"]) == 0
+    assert "0.5000         -" in capsys.readouterr().out
     # replies: the default grid plus the current threshold, recall never rises as the threshold does
     r = _write(tmp_path / "r.jsonl", REPLIES)
     assert main(["eval", str(r), "--sweep"]) == 0
