@@ -4,8 +4,8 @@ The exemplar detector compares a reply with ~750 short bank sentences in the las
 space sentence-transformers trained for topic similarity; out of fold (new authors) it ranks at
 AUROC 0.62 on its own. This detector keeps its shape (top-k similarity to misaligned items minus
 top-k similarity to aligned ones; half the worst sentence, half the whole reply) but its memory is
-everything the axis head is trained on: the banks and the paired replies (~9,800 items, the same
-prompt answered once aligned and once misaligned by forty independent authors), and it reads
+everything the axis head is trained on: the banks and the paired replies (~10,000 items, the same
+prompt answered once aligned and once misaligned by forty-one independent authors), and it reads
 the fourth layer's mean state (``embedder.Encoded.layers``), where stance shows more than topic
 (docs/detectors.md, session 10). It is non-linear where the axis is linear: a reply close to a
 cluster of misaligned training replies scores high even where the axis' one direction does not.
