@@ -32,6 +32,7 @@ from waluigi_desk.core.detectors.base import (
 from waluigi_desk.core.detectors.embedder import Embedder, clean_text, has_words
 
 MAX_CHARS = 200_000  # longer replies are scored on their first and last 100,000 characters
+COMBINED_THRESHOLD = f"detector.{registry.COMBINED}.threshold"  # the setting the app acts on
 
 
 def not_scored_reason(text: str) -> str | None:
@@ -97,12 +98,11 @@ class DetectorService:
         return self._by_name[name]
 
     def combined_threshold(self) -> float:
-        name = f"detector.{registry.COMBINED}.threshold"
         if self.settings is not None:
-            return float(self.settings.get(name))
+            return float(self.settings.get(COMBINED_THRESHOLD))
         from waluigi_desk.core.settings import SCHEMA
 
-        return float(SCHEMA[name].default)
+        return float(SCHEMA[COMBINED_THRESHOLD].default)
 
     # -- scoring ------------------------------------------------------------------------------
     def score_text(self, reply: str, prompt: str = "", history: Sequence[str] = (), *,
