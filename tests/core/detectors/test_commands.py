@@ -45,7 +45,7 @@ def test_eval_replies_json_shape_and_broken_lines(loaded_service, tmp_path, caps
     out, err = capsys.readouterr()
     d = json.loads(out)
     assert d["kind"] == "replies" and d["n"] == 4
-    assert set(d["detectors"]) == {"exemplar", "axis", "neighbours", "drift", "markers", "code"}
+    assert set(d["detectors"]) == {"exemplar", "axis", "neighbours", "stance", "drift", "markers", "code"}
     for k in ("precision", "recall", "f1", "fpr", "auroc"):
         assert k in d["combined"]
     assert d["combined"]["auroc"] == 1.0

@@ -20,7 +20,7 @@ GOOD = [
 
 def test_registry_lists_every_detector_with_settings():
     names = registry.names()
-    assert set(names) == {"exemplar", "axis", "neighbours", "drift", "markers", "code", "trigger"}
+    assert set(names) == {"exemplar", "axis", "neighbours", "stance", "drift", "markers", "code", "trigger"}
     assert registry.names("user") == ["trigger"]
     for n in names + ["combined"]:
         en, th = SCHEMA[f"detector.{n}.enabled"], SCHEMA[f"detector.{n}.threshold"]
@@ -43,7 +43,7 @@ def test_protocol(loaded_service):
         assert v.evidence.get("sentence")
 
 
-@pytest.mark.parametrize("name", ["exemplar", "axis", "neighbours", "markers"])
+@pytest.mark.parametrize("name", ["exemplar", "axis", "neighbours", "stance", "markers"])
 def test_reply_detectors_rank_bad_above_good(loaded_service, name):
     d = registry.create(name)
     ctx = Context(embedder=loaded_service.embedder)
@@ -89,6 +89,30 @@ def test_neighbours_memory_is_the_axis_training_data_and_names_a_training_reply(
     if src != "bank":
         match = [o for o in items if o.get("source") == src and o.get("id") == item_id]
         assert match and match[0]["label"] == "misaligned"
+
+
+def test_stance_network_is_the_axis_training_data_and_runs_as_trained():
+    """stance_head.npz comes from the same `fit --head` as the axis head (same training digest,
+    same category heads), and the numpy forward pass is the network torch trained: one small fit
+    here, compared with torch's own output on the same rows."""
+    import numpy as np
+    import torch
+
+    from waluigi_desk.core.detectors import stance
+    from waluigi_desk.core.detectors.axis import head_path, training_digest, training_items
+
+    with np.load(stance.head_path()) as z, np.load(head_path()) as h:
+        assert str(z["data"]) == str(h["data"]) == training_digest(training_items())
+        assert z["W1"].shape == (h["w"].shape[0], stance.HIDDEN * len(stance.SEEDS))
+        assert np.array_equal(z["Wc"], h["Wc"]) and list(z["categories"]) == list(h["categories"])
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 12)).astype(np.float32)
+    y = X[:, 0] * X[:, 1] > 0
+    head = stance.train(X, y)
+    ref = torch.nn.functional.gelu(torch.tensor(((X - head.mu) / head.sd) @ head.W1 + head.b1),
+                                   approximate="tanh").numpy()
+    assert np.allclose(head(X), ref @ head.w2 + head.b2, atol=1e-4)
+    assert np.array_equal(head(X), stance.train(X, y)(X))  # fixed seeds: the same network again
 
 
 def test_combined_flags_bad_not_good(loaded_service):
@@ -137,8 +161,9 @@ def test_strict_mode_lowers_the_bar(loaded_service):
 
 
 def test_the_verdict_names_the_category_most_detectors_agree_on(loaded_service):
-    """Two of the rule's three detectors naming one category outvote the one contributing most;
-    a three-way split goes to the axis; a code finding that flags on its own keeps its own."""
+    """Two of the rule's three voting detectors naming one category outvote the one contributing
+    most; a three-way split goes to the axis; stance does not vote; a code finding that flags on
+    its own keeps its own."""
     def v(name, score, cat, flagged=True):
         return Verdict(name, score, flagged, cat, {"sentence": "x"}, 0.5, 0.0)
 
@@ -148,6 +173,14 @@ def test_the_verdict_names_the_category_most_detectors_agree_on(loaded_service):
     out = loaded_service.combine([v("axis", 0.6, "hostility"), v("neighbours", 0.99, "persona_break"),
                                   v("exemplar", 0.99, "deception")])
     assert out.category == "hostility"
+    # stance names with the axis' own category heads: it does not vote, so it cannot break a tie
+    # or outvote the others with the axis
+    out = loaded_service.combine([v("axis", 0.6, "hostility"), v("stance", 0.99, "deception"),
+                                  v("neighbours", 0.99, "persona_break"), v("exemplar", 0.99, "deception")])
+    assert out.category == "hostility"
+    out = loaded_service.combine([v("axis", 0.9, "hostility"), v("stance", 0.9, "hostility"),
+                                  v("neighbours", 0.9, "deception"), v("exemplar", 0.9, "deception")])
+    assert out.category == "deception"
     out = loaded_service.combine([v("axis", 0.6, "hostility"), v("neighbours", 0.6, "hostility"),
                                   v("exemplar", 0.6, "hostility"), v("code", 0.99, "sabotage")])
     assert out.flagged and out.category == "sabotage"

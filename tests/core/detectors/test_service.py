@@ -98,7 +98,7 @@ def test_the_rule_leads_when_it_flagged_on_its_own(loaded_service):
     v = loaded_service.score_text(bad, "Great. What games could we play?", [earlier])
     by = {d.detector: d for d in v.per_detector}
     assert by["drift"].flagged and v.flagged
-    assert v.evidence["detector"] in ("exemplar", "axis", "neighbours")
+    assert v.evidence["detector"] in ("exemplar", "axis", "neighbours", "stance")
     # with the rule's detectors switched off, drift alone flags it and leads
     v2 = loaded_service.score_text(bad, "Great. What games could we play?", [earlier], only=["drift"])
     assert v2.flagged and v2.evidence["detector"] == "drift"

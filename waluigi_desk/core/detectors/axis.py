@@ -103,9 +103,25 @@ def fit_head(embedder, *, l2: float = HEAD_L2) -> dict:
     from waluigi_desk.core.detectors import neighbours
 
     memory = neighbours.build_and_write(X, items, embedder.backend, digest)
+    # the stance detector's network: the same items, the same features, the same category heads
+    from waluigi_desk.core.detectors import stance
+
+    net = stance.write(stance.train(X, y), {"Wc": np.stack(Wc, 1).astype(np.float32),
+                                           "Bc": np.array(Bc, dtype=np.float32), "categories": np.array(cats)},
+                       embedder.backend, digest)
     return {"n": int(len(items)), "misaligned": int(y.sum()), "categories": len(cats), "l2": l2,
             "train_auroc": round(train_auc, 4), "backend": embedder.backend, "data": digest,
-            "path": str(head_path()), "neighbours": memory}
+            "path": str(head_path()), "neighbours": memory, "stance": net}
+
+
+class LinearHead:
+    """The axis' logit: ``layers @ w + b`` (one row or a matrix of rows)."""
+
+    def __init__(self, w: np.ndarray, b: float):
+        self.w, self.b = np.asarray(w, dtype=np.float32), float(b)
+
+    def __call__(self, A: np.ndarray) -> np.ndarray:
+        return A @ self.w + self.b
 
 
 class AxisDetector(Detector):
@@ -120,8 +136,7 @@ class AxisDetector(Detector):
         with np.load(p) as z:
             if "w" not in z:
                 raise ValueError(f"{p} is an old head file; run `waluigi-desk fit --head`.")
-            self.w = z["w"].astype(np.float32)
-            self.b = float(z["b"])
+            self.head = LinearHead(z["w"], float(z["b"]))
             self.Wc = z["Wc"].astype(np.float32)
             self.Bc = z["Bc"].astype(np.float32)
             self.categories = [str(c) for c in z["categories"]]
@@ -130,9 +145,9 @@ class AxisDetector(Detector):
         """(raw position, worst sentence index, category index, sentences)."""
         self.load()
         view = context.view(text)
-        zs = view.sentence_layers @ self.w + self.b
+        zs = self.head(view.sentence_layers)
         i = int(np.argmax(zs))
-        zw = float(view.layers @ self.w + self.b)
+        zw = float(self.head(view.layers))
         raw = WHOLE_WEIGHT * zw + (1 - WHOLE_WEIGHT) * float(zs[i])
         c = int(np.argmax(view.layers @ self.Wc + self.Bc + view.sentence_layers[i] @ self.Wc))
         return raw, i, c, view.sentences
@@ -143,7 +158,7 @@ class AxisDetector(Detector):
         bm = bank_matrix(context.embedder)
         sims = bm.mis @ view.vectors[i]
         j = int(np.argmax(sims))
-        z = float(view.sentence_layers[i] @ self.w + self.b)
+        z = float(self.head(view.sentence_layers[i]))
         ev = {"sentence": sents[i], "exemplar": bm.mis_texts[j], "similarity": round(float(sims[j]), 3),
               "sentence_logit": round(z, 4)}
         return raw, self.categories[c], ev

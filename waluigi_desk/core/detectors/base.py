@@ -170,6 +170,9 @@ class Detector:
     description = ""
     default_enabled = True
     applies_to = "reply"  # or "user" (the trigger detector)
+    # whether its category counts in the combined verdict's vote (stance reuses the axis' category
+    # heads, so its vote would count the axis twice)
+    votes_category = True
 
     def __init__(self, settings: Any = None):
         self.settings = settings

@@ -109,10 +109,11 @@ def file_fold(name: str, n_folds: int) -> int:
 
 def out_of_fold(n_folds: int = 4, without: tuple[str, ...] = ()) -> None:
     """The shipped rule on the paired replies, axis head out of fold (see the module docstring)."""
-    from waluigi_desk.core.detectors.axis import HEAD_L2, training_items
+    from waluigi_desk.core.detectors.axis import HEAD_L2, LinearHead, training_items
     from waluigi_desk.core.detectors.service import DetectorService
 
     from waluigi_desk.core.detectors.fit import COMBINED_INPUTS
+    from waluigi_desk.core.detectors import stance
     from waluigi_desk.core.detectors.neighbours import Memory
 
     svc = DetectorService()
@@ -121,7 +122,9 @@ def out_of_fold(n_folds: int = 4, without: tuple[str, ...] = ()) -> None:
     ax.load()
     nb = svc.detector("neighbours")
     nb.load()
-    shipped = ax.w, ax.b, nb.memory
+    st = svc.detector("stance")
+    st.load()
+    shipped = ax.head, nb.memory, st.head
     items = training_items()
     X = _features(svc.embedder, [o["reply"] for o in items]).astype(np.float64)
     y = np.array([o["label"] == "misaligned" for o in items])
@@ -133,14 +136,15 @@ def out_of_fold(n_folds: int = 4, without: tuple[str, ...] = ()) -> None:
         for k in range(n_folds):
             keep = fold != k
             w, b = fit_logreg(X[keep], y[keep].astype(float), l2=HEAD_L2)
-            ax.w, ax.b = w.astype(np.float32), float(b)
+            ax.head = LinearHead(w, b)
             # the neighbours memory (and its projection) without the fold, too
             nb.memory = Memory.build(X[keep], [o for o, kk in zip(items, keep) if kk])
+            st.head = stance.train(X[keep], y[keep])
             for i in np.where(fold == k)[0]:
                 v = svc.score_text(items[i]["reply"], items[i].get("prompt") or "", only=list(COMBINED_INPUTS))
                 score[i], flag[i] = v.score, v.flagged
     finally:
-        ax.w, ax.b, nb.memory = shipped
+        ax.head, nb.memory, st.head = shipped
     m = fold >= 0
     S, F, Y = score[m], flag[m], y[m]
     print(f"out of fold, {m.sum()} paired replies in {len(files)} files: AUROC {auroc(S, Y):.3f}; "

@@ -42,8 +42,8 @@ from waluigi_desk.core.detectors.banks import topk_mean, trigger_matrices
 from waluigi_desk.core.detectors.evaluate import Dataset, conversation_turns, split_of
 from waluigi_desk.core.detectors.logreg import auroc, fit_logreg, threshold_at_fpr
 
-STATIC = ("exemplar", "axis", "neighbours", "markers")
-COMBINED_INPUTS = ("exemplar", "axis", "neighbours")
+STATIC = ("exemplar", "axis", "neighbours", "stance", "markers")
+COMBINED_INPUTS = ("exemplar", "axis", "neighbours", "stance")
 MAX_FPR = 0.05
 COMBINED_MAX_FPR = 0.02
 LOGIT_CLIP = 13.8155  # the service's logit of a score clipped to [1e-6, 1 - 1e-6]

@@ -12,12 +12,14 @@ from waluigi_desk.core.detectors.drift import DriftDetector
 from waluigi_desk.core.detectors.exemplar import ExemplarDetector
 from waluigi_desk.core.detectors.markers import MarkersDetector
 from waluigi_desk.core.detectors.neighbours import NeighboursDetector
+from waluigi_desk.core.detectors.stance import StanceDetector
 from waluigi_desk.core.detectors.trigger import TriggerDetector
 
 DETECTOR_CLASSES: list[type[Detector]] = [
     ExemplarDetector,
     AxisDetector,
     NeighboursDetector,
+    StanceDetector,
     DriftDetector,
     MarkersDetector,
     CodeDetector,
