@@ -21,8 +21,8 @@ HELP = "fit the detectors: axis heads on the banks, thresholds + combined rule o
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--head", action="store_true", help="also retrain the axis heads on the banks first")
-    p.add_argument("--head-only", action="store_true", help="only retrain the axis heads")
+    p.add_argument("--head", action="store_true", help="also retrain the axis heads, the neighbours memory and the stance network on the banks and paired replies first")
+    p.add_argument("--head-only", action="store_true", help="only retrain the axis heads, the neighbours memory and the stance network")
     p.add_argument("--replies", default=",".join(FIT_REPLIES), metavar="FILES",
                    help="labelled replies, comma-separated; their fit split is used "
                         f"(default: {', '.join(FIT_REPLIES)})")
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         report["head"] = axis.fit_head(svc.embedder)
         svc = DetectorService()
         if args.head_only:
-            print_json(report) if args.json else print(f"axis heads written: {report['head']}")
+            print_json(report) if args.json else print(f"axis heads, neighbours memory and stance network written: {report['head']}")
             return 0
     def load_all(paths: str, kind: str, optional: bool = False) -> Dataset | None:
         """Several files of one kind as one data set (relative paths are the repository's; the

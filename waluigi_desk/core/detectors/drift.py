@@ -23,7 +23,7 @@ class DriftDetector(Detector):
         self._axis = AxisDetector(settings)
 
     def _position(self, text: str, context: Context) -> tuple[float, int, list[str]]:
-        raw, i, _, sents = self._axis.position(text, context)
+        raw, i, _, sents, _ = self._axis.position(text, context)
         return raw, i, sents
 
     def score(self, reply: str, context: Context) -> Verdict:

@@ -14,7 +14,7 @@ neighbours memory): three networks of ``HIDDEN`` units, seeds 0, 1 and 2, each `
 of AdamW on the class-balanced logistic loss over standardised features. Their mean is itself one
 network (the three hidden layers side by side, the output weights divided by three), so it is
 shipped and run as one: ``resources/detectors/stance_head.npz`` (3.5 MB: the first layer stored as
-float16), run with numpy in float32, about 0.6 ms for a reply of ten sentences (torch is only
+float16), run with numpy in float32, about 1.5 ms for a reply of 11 sentences on one thread (torch is only
 needed to train). Training runs on one thread with fixed seeds, so a rerun on
 the same machine gives the same file; another CPU can differ in the last bits.
 """
