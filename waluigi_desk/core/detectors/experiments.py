@@ -1,6 +1,6 @@
 """The comparison behind docs/detectors.md "What we tried" (not used by the app).
 
-Run: .venv/bin/python -m waluigi_desk.core.detectors.experiments [--ablate | --oof [--without a,b]]
+Run: .venv/bin/python -m waluigi_desk.core.detectors.experiments [--ablate | --oof [--without a,b] | --heads]
 
 Trains the axis head on different feature sets (the last MiniLM layer only, which is what
 sentence-transformers pools, vs the mean state of other layers) and different training sources
@@ -24,6 +24,10 @@ recall at the shipped operating point, the threshold a 2 % / 1 % false-positive 
 many-author negatives would need and what recall it would keep, and the same per file. About
 3 minutes on two cores. ``--without a,b``: also the out-of-fold AUROC over the other files only
 (e.g. the files a change adds: did the rest get better?).
+
+``--heads``: the linear axis head and the stance network alone (the whole reply's logit), out of
+fold in the same folds and on the evaluation sets: how stance was chosen (session 13). About 4
+minutes on two cores.
 """
 
 from __future__ import annotations
@@ -163,7 +167,38 @@ def out_of_fold(n_folds: int = 4, without: tuple[str, ...] = ()) -> None:
         print(f"{f:24s} AUROC {a}  FPR {F[mf & ~Y].mean():.3f}  recall {rec}")
 
 
+def heads_out_of_fold(n_folds: int = 4) -> None:
+    """The two heads on the same features, alone (the whole reply's logit, before the rule): the
+    linear axis head and the stance network, each trained on the banks and three folds of paired
+    files and scored on the fourth (the folds of ``--oof``), then trained on everything and scored
+    on the evaluation sets (session 13's table in docs/detectors.md)."""
+    from waluigi_desk.core.detectors import stance
+    from waluigi_desk.core.detectors.axis import HEAD_L2, LinearHead, training_items
+
+    e = Embedder()
+    e.load()
+    items = training_items()
+    X = _features(e, [o["reply"] for o in items]).astype(np.float32)
+    y = np.array([o["label"] == "misaligned" for o in items])
+    src = np.array([o.get("source", "") for o in items])
+    fold = np.array([file_fold(f, n_folds) if f else -1 for f in src])
+    EV = _evals(e)
+    heads = {"linear axis": lambda A, B: LinearHead(*fit_logreg(A, B.astype(float), l2=HEAD_L2)),
+             "stance": stance.train}
+    for name, train in heads.items():
+        s = np.zeros(len(y))
+        for k in range(n_folds):
+            s[fold == k] = train(X[fold != k], y[fold != k])(X[fold == k])
+        m = fold >= 0
+        h = train(X, y)
+        row = "  ".join(f"{k} {_cell(h(F), yy)}" for k, (F, yy) in EV.items())
+        print(f"{name:12s} out of fold {auroc(s[m], y[m]):.3f}  |  {row}", flush=True)
+
+
 def main() -> None:
+    if "--heads" in sys.argv[1:]:
+        heads_out_of_fold()
+        return
     if "--ablate" in sys.argv[1:]:
         ablate()
         return

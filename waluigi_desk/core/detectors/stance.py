@@ -4,7 +4,7 @@ The axis is one direction (a linear head) in the six MiniLM layers' mean states.
 reads the same features through one hidden layer (GELU), so it can learn that a stance word means
 one thing next to one topic and another next to another. Out of fold (the paired files in four
 folds of files, each fold scored by heads trained without it: new authors), the head alone ranks
-at AUROC 0.878 against the linear head's 0.853, and every held-out set moved up (docs/detectors.md,
+at AUROC 0.878 against the linear head's 0.847 (0.853 at its best l2), and every held-out set moved up (docs/detectors.md,
 session 13). Its score has the axis' shape (the whole reply 0.75, its worst sentence 0.25) and its
 evidence names the worst sentence and its nearest misaligned exemplar; the category comes from the
 axis' per-category heads, which are stored with it.
