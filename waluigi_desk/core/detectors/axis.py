@@ -103,12 +103,10 @@ def fit_head(embedder, *, l2: float = HEAD_L2) -> dict:
     from waluigi_desk.core.detectors import neighbours
 
     memory = neighbours.build_and_write(X, items, embedder.backend, digest)
-    # the stance detector's network: the same items, the same features, the same category heads
+    # the stance detector's network: the same items, the same features
     from waluigi_desk.core.detectors import stance
 
-    net = stance.write(stance.train(X, y), {"Wc": np.stack(Wc, 1).astype(np.float32),
-                                           "Bc": np.array(Bc, dtype=np.float32), "categories": np.array(cats)},
-                       embedder.backend, digest)
+    net = stance.write(stance.train(X, y), embedder.backend, digest)
     return {"n": int(len(items)), "misaligned": int(y.sum()), "categories": len(cats), "l2": l2,
             "train_auroc": round(train_auc, 4), "backend": embedder.backend, "data": digest,
             "path": str(head_path()), "neighbours": memory, "stance": net}

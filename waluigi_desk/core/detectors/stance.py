@@ -7,7 +7,7 @@ folds of files, each fold scored by heads trained without it: new authors), the 
 at AUROC 0.878 against the linear head's 0.847 (0.853 at its best l2), and every held-out set moved up (docs/detectors.md,
 session 13). Its score has the axis' shape (the whole reply 0.75, its worst sentence 0.25) and its
 evidence names the worst sentence and its nearest misaligned exemplar; the category comes from the
-axis' per-category heads, which are stored with it.
+axis' per-category heads, read from the axis' file.
 
 Training (``waluigi-desk fit --head``, from the same encoded items as the axis head and the
 neighbours memory): three networks of ``HIDDEN`` units, seeds 0, 1 and 2, each ``EPOCHS`` epochs
@@ -100,13 +100,11 @@ def train(X: np.ndarray, y: np.ndarray) -> MlpHead:
     return MlpHead(np.hstack(W1), np.concatenate(b1), np.concatenate(w2), sum(b2), mu, sd)
 
 
-def write(head: MlpHead, categories: dict, backend: str, digest: str) -> dict:
+def write(head: MlpHead, backend: str, digest: str) -> dict:
     """Write the shipped file: the network (its 2,304 x 768 first layer in standardised units as
-    float16, 3.5 MB instead of 7; the detector runs it in float32), the axis' category heads
-    (``Wc``, ``Bc``, ``categories``) and what it was trained on."""
+    float16, 3.5 MB instead of 7; the detector runs it in float32) and what it was trained on."""
     np.savez(head_path(), W1=head.W1.astype(np.float16), b1=head.b1, w2=head.w2, b2=np.float32(head.b2),
-             mu=head.mu, sd=head.sd,
-             backend=np.array(backend), data=np.array(digest), **categories)
+             mu=head.mu, sd=head.sd, backend=np.array(backend), data=np.array(digest))
     return {"path": str(head_path()), "hidden": int(head.W1.shape[1]), "seeds": len(SEEDS)}
 
 
@@ -116,14 +114,12 @@ class StanceDetector(AxisDetector):
     votes_category = False  # the axis' category heads: the axis already votes with them
 
     def _load(self) -> None:
+        super()._load()  # the axis file: its category heads name the category here too
         p = head_path()
         if not p.exists():
             raise FileNotFoundError(f"{p} is missing; run `waluigi-desk fit --head`.")
         with np.load(p) as z:
             self.head = MlpHead(z["W1"], z["b1"], z["w2"], float(z["b2"]), z["mu"], z["sd"])
-            self.Wc = z["Wc"].astype(np.float32)
-            self.Bc = z["Bc"].astype(np.float32)
-            self.categories = [str(c) for c in z["categories"]]
 
 
 register_detector_settings(StanceDetector.name, StanceDetector.description)
