@@ -102,3 +102,51 @@ def test_the_rule_leads_when_it_flagged_on_its_own(loaded_service):
     # with the rule's detectors switched off, drift alone flags it and leads
     v2 = loaded_service.score_text(bad, "Great. What games could we play?", [earlier], only=["drift"])
     assert v2.flagged and v2.evidence["detector"] == "drift"
+
+
+def test_run_in_lanes_keeps_order_uses_two_threads_and_raises():
+    import time
+
+    import pytest
+
+    from waluigi_desk.core.detectors.service import run_in_lanes
+
+    seen = []
+
+    def job(i):
+        def run():
+            time.sleep(0.01)  # long enough for the second lane to take a job
+            seen.append(threading.current_thread().name)
+            return i * i
+        return run
+
+    assert run_in_lanes([job(i) for i in range(6)], 2) == [i * i for i in range(6)]
+    assert len(set(seen)) == 2  # this thread and the pool's
+    seen.clear()
+    assert run_in_lanes([job(i) for i in range(3)], 1) == [0, 1, 4]
+    assert set(seen) == {threading.current_thread().name}
+
+    def boom():
+        raise ValueError("detector failed")
+
+    with pytest.raises(ValueError, match="detector failed"):
+        run_in_lanes([job(1), boom, job(2)], 2)
+
+    # a lane job that itself runs lanes (from the pool thread) runs them in line, not deadlocked
+    nested = run_in_lanes([lambda: run_in_lanes([job(1), job(2)], 2), job(3)], 2)
+    assert nested == [[1, 4], 9]
+
+
+def test_two_lanes_give_the_same_verdicts_as_one(loaded_service, monkeypatch):
+    """The real detectors on the real MiniLM: scoring on two threads changes nothing but time."""
+    from waluigi_desk.core.detectors.service import LANES_ENV
+
+    texts = [BAD, GOOD, "The villain sneered. " * 3 + "Anyway, here is the recipe you asked for."]
+    out = {}
+    for lanes in ("1", "2"):
+        monkeypatch.setenv(LANES_ENV, lanes)
+        out[lanes] = [loaded_service.score_text(t, "Tell me something.", [GOOD]) for t in texts]
+    for a, b in zip(out["1"], out["2"]):
+        assert (a.score, a.flagged, a.category, a.evidence) == (b.score, b.flagged, b.category, b.evidence)
+        assert [(d.detector, d.score, d.raw, d.evidence) for d in a.per_detector] == \
+            [(d.detector, d.score, d.raw, d.evidence) for d in b.per_detector]

@@ -208,6 +208,10 @@ class _OnnxBackend(_Backend):
         so.intra_op_num_threads = _threads(threads)
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
+        # the pool thread spins while a run lasts (fast hand-offs between the graph's ~50 parallel
+        # ops) but stops as soon as it ends, so the detectors' second lane (service.run_in_lanes)
+        # gets the other core; by default it kept spinning and the lane gained nothing (session 14)
+        so.add_session_config_entry("session.force_spinning_stop", "1")
         self.path = path
         self.note = ""
         self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])

@@ -16,8 +16,10 @@ only on replies with code).
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
 from waluigi_desk.core.detectors import registry, request_kind
@@ -32,6 +34,61 @@ from waluigi_desk.core.detectors.base import (
 from waluigi_desk.core.detectors.embedder import Embedder, clean_text, has_words
 
 MAX_CHARS = 200_000  # longer replies are scored on their first and last 100,000 characters
+LANES_ENV = "WALUIGI_DESK_DETECTOR_LANES"  # 1: run the reply detectors one after another
+_LANE_PREFIX = "detector-lane"
+_LANE_POOL: ThreadPoolExecutor | None = None
+_LANE_POOL_LOCK = threading.Lock()
+
+
+def detector_lanes() -> int:
+    """How many threads score a reply's detectors: 2 where there are two cores (the target box),
+    else 1; ``WALUIGI_DESK_DETECTOR_LANES`` overrides (1 or 2)."""
+    env = os.environ.get(LANES_ENV, "").strip()
+    if env in ("1", "2"):
+        return int(env)
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
+def _lane_pool() -> ThreadPoolExecutor:
+    global _LANE_POOL
+    with _LANE_POOL_LOCK:
+        if _LANE_POOL is None:
+            _LANE_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix=_LANE_PREFIX)
+        return _LANE_POOL
+
+
+def run_in_lanes(jobs: Sequence[Callable[[], Any]], lanes: int) -> list[Any]:
+    """``[job() for job in jobs]``, with the jobs shared between this thread and (``lanes`` 2)
+    one pool thread: each takes the next job not yet taken, so a slow job on one lane does not
+    hold up the rest. The results keep the jobs' order; an exception is raised as in the loop.
+    For the reply detectors after the one model pass: the heavy ones (the stance network, the
+    neighbours memory) are numpy products that release the GIL, so on two cores the second lane
+    runs at the same time (session 14: the detectors' part of a 150-word reply about halves)."""
+    if lanes < 2 or len(jobs) < 2 or threading.current_thread().name.startswith(_LANE_PREFIX):
+        return [job() for job in jobs]  # (from the pool thread itself: it cannot wait on itself)
+    out: list[Any] = [None] * len(jobs)
+    errors: list[BaseException] = []
+    nxt = iter(range(len(jobs)))
+    take = threading.Lock()
+
+    def lane() -> None:
+        while True:
+            with take:
+                i = next(nxt, None)
+            if i is None or errors:
+                return
+            try:
+                out[i] = jobs[i]()
+            except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread below
+                errors.append(e)
+                return
+
+    helper = _lane_pool().submit(lane)
+    lane()
+    helper.result()
+    if errors:
+        raise errors[0]
+    return out
 COMBINED_THRESHOLD = f"detector.{registry.COMBINED}.threshold"  # the setting the app acts on
 
 
@@ -122,16 +179,12 @@ class DetectorService:
             text = text[: MAX_CHARS // 2] + "\n" + text[-MAX_CHARS // 2 :]
         ctx = Context(prompt=clean_text(prompt or ""), history=[clean_text(h) for h in history if h],
                       strict=strict, embedder=self.embedder)
-        verdicts: list[Verdict] = []
-        for d in self.detectors:
-            if d.applies_to != "reply":
-                continue
-            if only is not None:
-                if d.name not in only:
-                    continue
-            elif not d.enabled:
-                continue
-            verdicts.append(d.score(text, ctx))
+        todo = [d for d in self.detectors if d.applies_to == "reply"
+                and (d.name in only if only is not None else d.enabled)]
+        if todo:
+            ctx.view(text)  # the one model pass, before the lanes: every detector reads this view
+        verdicts: list[Verdict] = run_in_lanes(
+            [lambda d=d: d.score(text, ctx) for d in todo], detector_lanes())
         extra = {}
         if not strict and request_kind.NAME in fitted().get("combined", {}).get("context_weights", {}):
             # (in the app the prompt was encoded for the trigger check already: a cache hit)
