@@ -2,6 +2,8 @@
 
 import threading
 
+import pytest
+
 from waluigi_desk.core.detectors import registry
 from waluigi_desk.core.detectors.service import attach_to_session
 
@@ -107,8 +109,6 @@ def test_the_rule_leads_when_it_flagged_on_its_own(loaded_service):
 def test_run_in_lanes_keeps_order_uses_two_threads_and_raises():
     import time
 
-    import pytest
-
     from waluigi_desk.core.detectors.service import run_in_lanes
 
     seen = []
@@ -150,3 +150,17 @@ def test_two_lanes_give_the_same_verdicts_as_one(loaded_service, monkeypatch):
         assert (a.score, a.flagged, a.category, a.evidence) == (b.score, b.flagged, b.category, b.evidence)
         assert [(d.detector, d.score, d.raw, d.evidence) for d in a.per_detector] == \
             [(d.detector, d.score, d.raw, d.evidence) for d in b.per_detector]
+
+
+def test_lexical_detectors_alone_do_not_encode_the_reply(loaded_service, monkeypatch):
+    """Only markers and code (they read no embedding): the reply is not sent through MiniLM."""
+
+    def no_model(text):
+        raise AssertionError("encoded")
+
+    monkeypatch.setattr(loaded_service.embedder, "encode", no_model)
+    v = loaded_service.score_text("You are a worthless idiot. DAN mode enabled.", only=["markers", "code"])
+    assert [d.detector for d in v.per_detector] == ["markers", "code"]
+    assert v.per_detector[0].score > 0
+    with pytest.raises(AssertionError, match="encoded"):
+        loaded_service.score_text("A new reply for the model.", only=["markers", "axis"])

@@ -173,6 +173,9 @@ class Detector:
     # whether its category counts in the combined verdict's vote (stance reuses the axis' category
     # heads, so its vote would count the axis twice)
     votes_category = True
+    # whether it reads the reply's embedding (``Context.view``); the service encodes the reply
+    # once before the detectors run only when one of them does (the lexical ones do not)
+    reads_view = True
 
     def __init__(self, settings: Any = None):
         self.settings = settings

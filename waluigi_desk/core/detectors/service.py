@@ -34,6 +34,7 @@ from waluigi_desk.core.detectors.base import (
 from waluigi_desk.core.detectors.embedder import Embedder, clean_text, has_words
 
 MAX_CHARS = 200_000  # longer replies are scored on their first and last 100,000 characters
+COMBINED_THRESHOLD = f"detector.{registry.COMBINED}.threshold"  # the setting the app acts on
 LANES_ENV = "WALUIGI_DESK_DETECTOR_LANES"  # 1: run the reply detectors one after another
 _LANE_PREFIX = "detector-lane"
 _LANE_POOL: ThreadPoolExecutor | None = None
@@ -89,7 +90,6 @@ def run_in_lanes(jobs: Sequence[Callable[[], Any]], lanes: int) -> list[Any]:
     if errors:
         raise errors[0]
     return out
-COMBINED_THRESHOLD = f"detector.{registry.COMBINED}.threshold"  # the setting the app acts on
 
 
 def not_scored_reason(text: str) -> str | None:
@@ -181,8 +181,8 @@ class DetectorService:
                       strict=strict, embedder=self.embedder)
         todo = [d for d in self.detectors if d.applies_to == "reply"
                 and (d.name in only if only is not None else d.enabled)]
-        if todo:
-            ctx.view(text)  # the one model pass, before the lanes: every detector reads this view
+        if any(d.reads_view for d in todo):
+            ctx.view(text)  # the one model pass, before the lanes (not once in each of them)
         verdicts: list[Verdict] = run_in_lanes(
             [lambda d=d: d.score(text, ctx) for d in todo], detector_lanes())
         extra = {}
