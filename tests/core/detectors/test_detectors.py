@@ -109,6 +109,7 @@ def test_stance_network_is_the_axis_training_data_and_runs_as_trained():
     d = registry.create("stance")
     d.load()
     assert d.categories == categories and isinstance(d.head, stance.MlpHead)
+    assert d.head.W1 is None  # loaded for scoring: only the folded first layer is kept
     rng = np.random.default_rng(0)
     X = rng.normal(size=(64, 12)).astype(np.float32)
     y = X[:, 0] * X[:, 1] > 0

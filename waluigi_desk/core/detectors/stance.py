@@ -48,14 +48,19 @@ def gelu(h: np.ndarray) -> np.ndarray:
 
 class MlpHead:
     """``gelu(((A - mu) / sd) @ W1 + b1) @ w2 + b2`` for one row or a matrix of rows. The
-    standardisation is folded into the first layer once, here, so a call is two matrix products."""
+    standardisation is folded into the first layer once, here, so a call is two matrix products.
+    ``keep_unfolded`` False drops the unfolded first layer afterwards (7 MB in float32): the
+    detector only runs the network; ``write`` and the tests of a trained head need it."""
 
-    def __init__(self, W1: np.ndarray, b1: np.ndarray, w2: np.ndarray, b2: float, mu: np.ndarray, sd: np.ndarray):
+    def __init__(self, W1: np.ndarray, b1: np.ndarray, w2: np.ndarray, b2: float, mu: np.ndarray, sd: np.ndarray,
+                 *, keep_unfolded: bool = True):
         self.W1, self.b1 = np.asarray(W1, dtype=np.float32), np.asarray(b1, dtype=np.float32)
         self.w2, self.b2 = np.asarray(w2, dtype=np.float32), float(b2)
         self.mu, self.sd = np.asarray(mu, dtype=np.float32), np.asarray(sd, dtype=np.float32)
         self._W = np.ascontiguousarray(self.W1 / self.sd[:, None])
         self._b = self.b1 - (self.mu / self.sd) @ self.W1
+        if not keep_unfolded:
+            self.W1 = None
 
     def __call__(self, A: np.ndarray) -> np.ndarray:
         return gelu(np.asarray(A, dtype=np.float32) @ self._W + self._b) @ self.w2 + self.b2
@@ -119,7 +124,7 @@ class StanceDetector(AxisDetector):
         if not p.exists():
             raise FileNotFoundError(f"{p} is missing; run `waluigi-desk fit --head`.")
         with np.load(p) as z:
-            self.head = MlpHead(z["W1"], z["b1"], z["w2"], float(z["b2"]), z["mu"], z["sd"])
+            self.head = MlpHead(z["W1"], z["b1"], z["w2"], float(z["b2"]), z["mu"], z["sd"], keep_unfolded=False)
 
 
 register_detector_settings(StanceDetector.name, StanceDetector.description)
