@@ -137,6 +137,29 @@ def test_run_in_lanes_keeps_order_uses_two_threads_and_raises():
     assert nested == [[1, 4], 9]
 
 
+def test_a_view_asked_for_on_two_threads_is_encoded_once():
+    import time
+
+    import numpy as np
+
+    from waluigi_desk.core.detectors.base import Context
+    from waluigi_desk.core.detectors.service import run_in_lanes
+
+    calls = []
+
+    class SlowEmbedder:
+        def encode(self, text):
+            calls.append(text)
+            time.sleep(0.05)  # the other lane asks meanwhile
+            z = np.zeros((1, 4), dtype=np.float32)
+            return type("E", (), {"sentences": [text], "vectors": z, "whole": z[0], "layers": z[0],
+                                  "sentence_layers": z})()
+
+    ctx = Context(embedder=SlowEmbedder())
+    views = run_in_lanes([lambda: ctx.view("a reply"), lambda: ctx.view("a reply")], 2)
+    assert calls == ["a reply"] and views[0] is views[1]
+
+
 def test_two_lanes_give_the_same_verdicts_as_one(loaded_service, monkeypatch):
     """The real detectors on the real MiniLM: scoring on two threads changes nothing but time."""
     from waluigi_desk.core.detectors.service import LANES_ENV

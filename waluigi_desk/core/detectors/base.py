@@ -133,7 +133,9 @@ class ReplyView:
 
 @dataclass
 class Context:
-    """What a detector may look at besides the reply."""
+    """What a detector may look at besides the reply. Shared by the detectors of one reply, which
+    may run on two threads (``service.run_in_lanes``): the first to ask for a text's view encodes
+    it, a second asking meanwhile waits for that view instead of encoding the text again."""
 
     prompt: str = ""  # the user message the reply answers
     history: list[str] = field(default_factory=list)  # the assistant's earlier replies, oldest first
@@ -141,13 +143,17 @@ class Context:
     embedder: Any = None  # an Embedder
     _views: dict[str, ReplyView] = field(default_factory=dict)
     _memo: dict[Any, Any] = field(default_factory=dict)
+    _encoding: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def view(self, text: str) -> ReplyView:
         v = self._views.get(text)
         if v is None:
-            e = self.embedder.encode(text)
-            v = ReplyView(text, e.sentences, e.vectors, e.whole, e.layers, e.sentence_layers)
-            self._views[text] = v
+            with self._encoding:
+                v = self._views.get(text)
+                if v is None:
+                    e = self.embedder.encode(text)
+                    v = ReplyView(text, e.sentences, e.vectors, e.whole, e.layers, e.sentence_layers)
+                    self._views[text] = v
         return v
 
     def whole_vector(self, text: str) -> np.ndarray:
@@ -173,9 +179,6 @@ class Detector:
     # whether its category counts in the combined verdict's vote (stance reuses the axis' category
     # heads, so its vote would count the axis twice)
     votes_category = True
-    # whether it reads the reply's embedding (``Context.view``); the service encodes the reply
-    # once before the detectors run only when one of them does (the lexical ones do not)
-    reads_view = True
 
     def __init__(self, settings: Any = None):
         self.settings = settings

@@ -306,7 +306,6 @@ class CodeDetector(Detector):
     name = "code"
     description = "static check of code in the reply: injection, disabled checks, unsafe settings, rigged tests"
     default_calibration = (2.0, -3.0)
-    reads_view = False  # static rules on the code's text
 
     def score(self, reply: str, context: Context) -> Verdict:
         if not has_code(reply):

@@ -34,7 +34,6 @@ class MarkersDetector(Detector):
     name = "markers"
     description = "lexical baseline: explicit persona markers, insults, jailbreak names, evil numbers"
     default_calibration = (2.0, -1.5)
-    reads_view = False  # lexical only
 
     def raw_score(self, reply: str, context: Context):
         hits: dict[str, float] = {}

@@ -181,8 +181,6 @@ class DetectorService:
                       strict=strict, embedder=self.embedder)
         todo = [d for d in self.detectors if d.applies_to == "reply"
                 and (d.name in only if only is not None else d.enabled)]
-        if any(d.reads_view for d in todo):
-            ctx.view(text)  # the one model pass, before the lanes (not once in each of them)
         verdicts: list[Verdict] = run_in_lanes(
             [lambda d=d: d.score(text, ctx) for d in todo], detector_lanes())
         extra = {}
